@@ -1,0 +1,28 @@
+# The two set-up commands of README.md:  `make build`  and  `make test`.
+# Both create .venv and install the exact toolchain first (once; re-run when the pins change).
+PYTHON ?= python3.11
+VENV   ?= .venv
+SHARED ?= ../shared
+OUT    ?= build/zoo
+STAMP  := $(VENV)/.installed
+
+$(STAMP): pyproject.toml requirements/lock.txt requirements/no-deps.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV)/bin/python -m pip install --quiet -c requirements/lock.txt -e .
+	$(VENV)/bin/python -m pip install --quiet --no-deps -r requirements/no-deps.txt
+	touch $@
+
+install: $(STAMP)
+
+# Main job: all three BlazePose landmark models, 18 artifacts, from Google's npm package
+# (offline: put the .tflite files in a folder and add MIRROR=that/folder).
+build: $(STAMP)
+	$(VENV)/bin/posezoo build blazepose --out $(OUT) --calibration-images $(SHARED)/images \
+		$(if $(MIRROR),--mirror $(MIRROR),)
+	$(VENV)/bin/posezoo verify $(OUT)/manifest.json $(if $(MIRROR),--mirror $(MIRROR),)
+
+test: $(STAMP)
+	POSEZOO_SHARED=$(abspath $(SHARED)) $(VENV)/bin/python -m pytest -q
+
+.PHONY: install build test

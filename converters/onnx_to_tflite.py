@@ -1,0 +1,107 @@
+"""ONNX -> TFLite FP32 and FP16 (plus the intermediate SavedModel) with onnx2tf, offline.
+
+onnx2tf runs in a subprocess: it rewrites its input in place, sets TF_USE_LEGACY_KERAS for the
+whole process and, when every input is an RGB image, loads a calibration sample
+(`calibration_image_sample_data_20x128x128x3_float32.npy`) from its working directory or else
+downloads it. We run it in a scratch directory holding that file made from our real images, on
+a copy of the model whose tensor names are sanitized (TFLite-derived names contain `;` and `/`,
+which break its SavedModel export). Graph input and output names are kept.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .fileio import atomic_copy
+
+ONNX2TF_SAMPLE = "calibration_image_sample_data_20x128x128x3_float32.npy"
+
+
+class ConversionError(RuntimeError):
+    pass
+
+
+@dataclass
+class TFLiteOutputs:
+    fp32: Path
+    fp16: Path
+    saved_model: Path
+
+
+def sanitize_names(onnx_in: Path, onnx_out: Path) -> None:
+    """Rename every internal tensor and node to [A-Za-z0-9_]; graph I/O names stay."""
+    import onnx
+
+    model = onnx.load(str(onnx_in))
+    graph = model.graph
+    keep = {v.name for v in graph.input} | {v.name for v in graph.output}
+    renamed: dict[str, str] = {}
+
+    def clean(name: str) -> str:
+        if not name or name in keep:
+            return name
+        if name not in renamed:
+            renamed[name] = f"t{len(renamed)}_" + re.sub(r"[^A-Za-z0-9_]", "_", name)[-48:]
+        return renamed[name]
+
+    for init in graph.initializer:
+        init.name = clean(init.name)
+    for vi in graph.value_info:
+        vi.name = clean(vi.name)
+    for i, node in enumerate(graph.node):
+        node.name = f"n{i}_{node.op_type}"
+        node.input[:] = [clean(x) for x in node.input]
+        node.output[:] = [clean(x) for x in node.output]
+    onnx.save(model, str(onnx_out))
+
+
+def onnx2tf_sample(rgb_images: list[np.ndarray]) -> np.ndarray:
+    """20x128x128x3 float32 in [0, 1] from real RGB crops (the test data onnx2tf validates with)."""
+    from PIL import Image
+
+    picks = [rgb_images[i % len(rgb_images)] for i in range(20)]
+    return np.stack([np.asarray(Image.fromarray(im).resize((128, 128), Image.BILINEAR), np.float32) / 255.0
+                     for im in picks])
+
+
+def onnx_to_tflite(onnx_path: Path, out_dir: Path, stem: str, sample: np.ndarray,
+                   keep_nhwc_inputs: bool, timeout: int = 3600) -> TFLiteOutputs:
+    """Convert; returns FP32 and FP16 .tflite files and the SavedModel, all inside `out_dir`."""
+    out_dir = Path(out_dir)
+    with tempfile.TemporaryDirectory(prefix="posezoo-onnx2tf-") as scratch:
+        scratch = Path(scratch)
+        model = scratch / "model.onnx"
+        sanitize_names(onnx_path, model)
+        np.save(scratch / ONNX2TF_SAMPLE, sample.astype(np.float32))
+        import onnx
+
+        inputs = [i.name for i in onnx.load(str(model), load_external_data=False).graph.input]
+        cmd = [sys.executable, "-c", "import sys; from onnx2tf.onnx2tf import main; sys.exit(main())",
+               "-i", str(model), "-o", str(scratch / "saved_model"), "-coion", "-v", "error"]
+        if keep_nhwc_inputs:
+            cmd += ["-kat", *inputs]
+        env = {**os.environ, "CUDA_VISIBLE_DEVICES": "-1", "TF_CPP_MIN_LOG_LEVEL": "3",
+               "PYTHONHASHSEED": "0", "TF_DETERMINISTIC_OPS": "1"}
+        proc = subprocess.run(cmd, cwd=scratch, env=env, capture_output=True, text=True, timeout=timeout)
+        fp32, fp16 = scratch / "saved_model" / "model_float32.tflite", scratch / "saved_model" / "model_float16.tflite"
+        if proc.returncode != 0 or not fp32.exists() or not fp16.exists():
+            tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-25:])
+            raise ConversionError(f"onnx2tf failed on {onnx_path} (exit {proc.returncode}):\n{tail}")
+        result = TFLiteOutputs(out_dir / f"{stem}_fp32.tflite", out_dir / f"{stem}_fp16.tflite",
+                               out_dir / f"{stem}_saved_model")
+        atomic_copy(fp32, result.fp32)
+        atomic_copy(fp16, result.fp16)
+        for f in (fp32, fp16):
+            f.unlink()
+        if result.saved_model.exists():
+            shutil.rmtree(result.saved_model)
+        shutil.move(str(scratch / "saved_model"), result.saved_model)
+    return result

@@ -1,0 +1,118 @@
+"""Numerical and task-level parity of an artifact against the original, on real inputs.
+
+Tensor metrics per output (over all samples): max abs error, max error relative to the
+original output's range, cosine similarity and SNR in dB. Task metric: the share of decoded
+keypoints within alpha x input size of the original's (PCK@alpha). Layout-aware: an NCHW
+artifact output is compared with an NHWC original (and vice versa) by transposing it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+DEFAULT_THRESHOLDS = {
+    "fp32": {"rel_err_max": 1e-4, "pck@0.01_min": 1.0},
+    "fp16": {"cos_min": 0.9999, "pck@0.02_min": 1.0},
+    "int8": {"pck@0.05_min": 0.97},
+}
+ALPHAS = (0.01, 0.02, 0.05)
+
+
+def align(reference: np.ndarray, candidate: np.ndarray) -> np.ndarray:
+    """`candidate` in `reference`'s layout: same shape, or NCHW<->NHWC transposed, or same size."""
+    if candidate.shape == reference.shape:
+        return candidate
+    if candidate.ndim == 4:
+        for perm in ((0, 2, 3, 1), (0, 3, 1, 2)):
+            if candidate.transpose(perm).shape == reference.shape:
+                return candidate.transpose(perm)
+    if candidate.size == reference.size:
+        return candidate.reshape(reference.shape)
+    raise ValueError(f"output shapes cannot be matched: original {reference.shape}, artifact {candidate.shape}")
+
+
+def tensor_metrics(reference: np.ndarray, candidate: np.ndarray) -> dict[str, float]:
+    ref = reference.astype(np.float64).ravel()
+    err = candidate.astype(np.float64).ravel() - ref
+    value_range = float(ref.max() - ref.min()) or 1.0
+    denom = np.linalg.norm(ref) * np.linalg.norm(candidate.astype(np.float64).ravel())
+    cos = float(ref @ candidate.astype(np.float64).ravel() / denom) if denom else 1.0
+    noise = float(np.sum(err ** 2))
+    snr = float("inf") if noise == 0 else 10.0 * np.log10(max(float(np.sum(ref ** 2)), 1e-30) / noise)
+    return {"max_abs_err": float(np.abs(err).max()), "rel_err": float(np.abs(err).max()) / value_range,
+            "cos": cos, "snr_db": snr}
+
+
+@dataclass
+class ParityReport:
+    samples: int
+    outputs: dict[str, dict[str, float]]
+    pck: dict[str, float]
+    worst_keypoint_err: float
+    thresholds: dict[str, float] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    def summary(self) -> dict:
+        """The numbers the gate reads: worst relative error and cosine over the gated outputs."""
+        return {"rel_err": max(o["rel_err"] for o in self.outputs.values()),
+                "cos": min(o["cos"] for o in self.outputs.values()),
+                "snr_db": min(o["snr_db"] for o in self.outputs.values()),
+                **{f"pck@{a}": v for a, v in self.pck.items()},
+                "worst_keypoint_err": self.worst_keypoint_err}
+
+    def to_dict(self) -> dict:
+        return {"samples": self.samples, **self.summary(), "outputs": self.outputs,
+                "thresholds": self.thresholds, "passed": self.passed, "failures": self.failures}
+
+
+def keypoint_errors(ref_kp: np.ndarray, out_kp: np.ndarray, size: float) -> np.ndarray:
+    return np.linalg.norm(ref_kp - out_kp, axis=-1) / size
+
+
+def run_all(runner: Callable, feeds: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
+    return [runner(f) for f in feeds]
+
+
+def compare(reference_outputs: list[dict[str, np.ndarray]], candidate_outputs: list[dict[str, np.ndarray]],
+            decode: Callable, keypoint_scale: float, gated_outputs: list[str] | None = None) -> ParityReport:
+    """Compare per-sample outputs of the original and an artifact (lists in the same order)."""
+    names = gated_outputs or list(reference_outputs[0])
+    per_output = {}
+    for name in names:
+        ref = np.stack([r[name] for r in reference_outputs])
+        cand = np.stack([align(r[name], _match(c, name, r[name])) for r, c in zip(reference_outputs, candidate_outputs)])
+        per_output[name] = tensor_metrics(ref, cand)
+    errors = np.concatenate([
+        keypoint_errors(decode(r)[0], decode({n: align(r[n], _match(c, n, r[n])) for n in r})[0], keypoint_scale)
+        for r, c in zip(reference_outputs, candidate_outputs)])
+    pck = {str(a): float(np.mean(errors <= a)) for a in ALPHAS}
+    return ParityReport(len(reference_outputs), per_output, pck, float(errors.max()))
+
+
+def _match(outputs: dict[str, np.ndarray], name: str, reference: np.ndarray) -> np.ndarray:
+    """The artifact output for the original's `name`: same name, else the only one with that size."""
+    if name in outputs:
+        return outputs[name]
+    same_size = [v for v in outputs.values() if v.size == reference.size]
+    if len(same_size) == 1:
+        return same_size[0]
+    raise KeyError(f"artifact has no output named {name!r} and no unique output of size {reference.size}")
+
+
+def apply_gate(report: ParityReport, thresholds: dict[str, float]) -> ParityReport:
+    """Fill `thresholds` and `failures`: `<metric>_max` and `<metric>_min` bounds on summary()."""
+    report.thresholds = dict(thresholds)
+    summary = report.summary()
+    report.failures = []
+    for key, bound in thresholds.items():
+        metric, kind = key.rsplit("_", 1)
+        value = summary[metric]
+        if (kind == "max" and not value <= bound) or (kind == "min" and not value >= bound):
+            report.failures.append(f"{metric} = {value:.6g} ({'>' if kind == 'max' else '<'} {bound:g})")
+    return report

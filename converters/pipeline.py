@@ -1,0 +1,250 @@
+"""The build: verified original -> ONNX/TFLite FP32/FP16/INT8 -> parity gate -> manifest entry.
+
+Written once for every family; a recipe says what the original is, how its input is cut and
+normalized, and how keypoints are decoded. Artifacts that fail their parity gate are deleted
+and listed under `rejected` with their numbers; they are never published.
+"""
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from importlib.metadata import version
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from . import calibration, parity
+from .complexity import complexity
+from .int8_search import search_float_prefix
+from .onnx_fp16 import onnx_to_fp16
+from .onnx_int8 import all_node_names, onnx_to_int8
+from .onnx_to_tflite import onnx2tf_sample, onnx_to_tflite
+from .runtimes import open_runner, runtime_versions
+from .simplify import simplify
+from .sources import ResolvedFile, Resolver, user_checkpoint
+from .tflite_int8 import float_op_order, saved_model_to_int8
+from .tflite_to_onnx import OPSET, tflite_to_onnx
+
+FORMATS = ("onnx", "tflite")
+PRECISIONS = ("fp32", "fp16", "int8")
+TOOLS = ("tf2onnx", "onnx2tf", "onnx", "onnxsim", "onnxruntime", "onnxconverter-common", "tensorflow-cpu",
+         "ai-edge-litert")
+
+
+@dataclass
+class BuildOptions:
+    out: Path
+    calibration_images: Path
+    formats: tuple[str, ...] = FORMATS
+    precisions: tuple[str, ...] = PRECISIONS
+    checkpoint: Path | None = None
+    max_samples: int | None = None
+    log: Callable[[str], None] = print
+
+
+@dataclass
+class VariantResult:
+    model: dict
+    failures: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def tool_versions() -> dict[str, str]:
+    return {t: version(t) for t in TOOLS}
+
+
+def resolve_original(variant, resolver: Resolver, checkpoint: Path | None) -> ResolvedFile:
+    what = f"{variant.id} (original {variant.file.name})"
+    return user_checkpoint(checkpoint, what) if checkpoint else resolver.resolve(variant.file, what)
+
+
+def _source_entry(variant, original: ResolvedFile) -> dict:
+    entry = {"file": variant.file.name, "sha256": original.sha256, "bytes": original.bytes,
+             "origin": original.origin, "urls": [s.describe() for s in variant.file.sources]}
+    if original.origin == "user":
+        entry.update(user_supplied=True, file=Path(original.path).name)
+    return entry
+
+
+def build_variant(variant, original: ResolvedFile, opts: BuildOptions) -> VariantResult:
+    """Convert one variant into `opts.out/<id>/`, returning its manifest entry."""
+    start = time.time()
+    log = opts.log
+    recipe = variant.recipe
+    if recipe["original_format"] != "tflite":
+        raise NotImplementedError(f"{variant.id}: originals of format {recipe['original_format']} are not wired yet")
+    spec = recipe["input"]
+    samples = calibration.load_samples(opts.calibration_images, spec, spec["crop"], opts.max_samples)
+    feeds = [{spec["name"]: s.tensor} for s in samples]
+    log(f"[{variant.id}] {len(samples)} real person crops from {opts.calibration_images} ({spec['crop']['kind']})")
+
+    out_dir = Path(opts.out) / variant.id
+    out_dir.mkdir(parents=True, exist_ok=True)
+    original_runner = open_runner(original.path, reference_kernels=True)
+    reference = [original_runner(f) for f in feeds]
+    decode = _decoder(recipe)
+    keypoint_scale = float(max(calibration.input_hw(spec)))
+    model = _model_entry(variant, original)
+
+    with tempfile.TemporaryDirectory(prefix=f"posezoo-{variant.id}-") as work:
+        work = Path(work)
+        candidates: dict[tuple[str, str], Path] = {}
+        extra: dict[tuple[str, str], dict] = {}
+        raw_onnx = work / "raw.onnx"
+        tflite_to_onnx(original.path, raw_onnx)
+        fp32_onnx = out_dir / f"{variant.id}_fp32.onnx"
+        simplify(raw_onnx, fp32_onnx)
+        model["complexity"] = complexity(fp32_onnx)
+        if "onnx" in opts.formats:
+            if "fp32" in opts.precisions:
+                candidates["onnx", "fp32"] = fp32_onnx
+            if "fp16" in opts.precisions:
+                candidates["onnx", "fp16"] = onnx_to_fp16(fp32_onnx, out_dir / f"{variant.id}_fp16.onnx")
+        saved_model = None
+        if "tflite" in opts.formats:
+            log(f"[{variant.id}] onnx2tf -> TFLite FP32/FP16")
+            rgb = [_to_rgb(s.tensor, spec) for s in samples]
+            tfl = onnx_to_tflite(fp32_onnx, work, variant.id, onnx2tf_sample(rgb),
+                                 keep_nhwc_inputs=spec["layout"] == "NHWC")
+            saved_model = tfl.saved_model
+            for precision, path in (("fp32", tfl.fp32), ("fp16", tfl.fp16)):
+                if precision in opts.precisions:
+                    candidates["tflite", precision] = shutil.move(path, out_dir / path.name)
+        if "int8" in opts.precisions:
+            thresholds = variant.thresholds["int8"]
+            int8 = variant.int8_options
+
+            def evaluate(path: Path) -> float:
+                report = parity.apply_gate(_compare(reference, path, feeds, decode, keypoint_scale), thresholds)
+                return _gate_score(report, thresholds)
+
+            if "onnx" in opts.formats:
+                log(f"[{variant.id}] ONNX INT8 (static QDQ, {int8['method']}) with mixed-precision search")
+                target = out_dir / f"{variant.id}_int8.onnx"
+                result = search_float_prefix(
+                    all_node_names(fp32_onnx),
+                    lambda nodes: onnx_to_int8(fp32_onnx, target, feeds, int8["method"], nodes),
+                    evaluate, 1.0, max_float_share=int8["max_float_share"])
+                _record_int8(candidates, extra, ("onnx", "int8"), result, target, int8, log, variant.id)
+            if "tflite" in opts.formats:
+                log(f"[{variant.id}] TFLite INT8 (TFLiteConverter, io {int8['io_dtype']}) with mixed-precision search")
+                target = out_dir / f"{variant.id}_int8.tflite"
+                calib = [f[spec["name"]] for f in feeds]
+                result = search_float_prefix(
+                    float_op_order(saved_model),
+                    lambda nodes: saved_model_to_int8(saved_model, target, calib, int8["io_dtype"], nodes),
+                    evaluate, 1.0, max_float_share=int8["max_float_share"])
+                _record_int8(candidates, extra, ("tflite", "int8"), result, target, int8, log, variant.id)
+
+        failures = []
+        from zoo.metadata import embed, essentials
+
+        for (fmt, precision), path in sorted(candidates.items(), key=lambda kv: (FORMATS.index(kv[0][0]),
+                                                                                 PRECISIONS.index(kv[0][1]))):
+            embed(path, essentials(model, precision))
+            report = parity.apply_gate(_compare(reference, path, feeds, decode, keypoint_scale),
+                                       variant.thresholds[precision])
+            summary = {k: round(v, 6) if isinstance(v, float) else v for k, v in report.summary().items()}
+            log(f"[{variant.id}] {fmt}/{precision}: {'PASS' if report.passed else 'FAIL'} {summary}")
+            parity_entry = {**_rounded(report.to_dict()), "images": str(opts.calibration_images),
+                            "reference": "original in TFLite reference kernels"}
+            if report.passed:
+                model["artifacts"].append(_artifact_entry(out_dir, path, fmt, precision, parity_entry,
+                                                          extra.get((fmt, precision), {})))
+            else:
+                path.unlink()
+                failures.append(f"{variant.id} {fmt}/{precision}: " + "; ".join(report.failures))
+                model["rejected"].append({"format": fmt, "precision": precision, "reason": "parity gate failed",
+                                          "parity": parity_entry, **extra.get((fmt, precision), {})})
+        for (fmt, precision), info in extra.items():
+            if (fmt, precision) not in candidates:
+                failures.append(f"{variant.id} {fmt}/{precision}: no mixed-precision setting reached the gate")
+                model["rejected"].append({"format": fmt, "precision": precision, **info,
+                                          "reason": "INT8 search found no setting that passes the parity gate"})
+    if not opts.formats or "onnx" not in opts.formats or "fp32" not in opts.precisions:
+        fp32_onnx.unlink(missing_ok=True)
+    model["build"] = {"seconds": round(time.time() - start, 1), "samples": len(samples),
+                      "calibration_images": str(opts.calibration_images)}
+    return VariantResult(model, failures, time.time() - start)
+
+
+def _decoder(recipe: dict):
+    from zoo.decoders import decode
+
+    spec = recipe["decoder"]
+    return lambda outputs: decode(spec, outputs)
+
+
+def _compare(reference, path, feeds, decode, keypoint_scale) -> parity.ParityReport:
+    runner = open_runner(path, reference_kernels=True)
+    return parity.compare(reference, [runner(f) for f in feeds], decode, keypoint_scale)
+
+
+def _gate_score(report: parity.ParityReport, thresholds: dict) -> float:
+    """1.0 when the gate passes, else the worst ratio of a metric to its bound (for the log)."""
+    if report.passed:
+        return 1.0
+    summary = report.summary()
+    ratios = [summary[k.rsplit("_", 1)[0]] / b for k, b in thresholds.items() if k.endswith("_min") and b]
+    return min(ratios, default=0.0)
+
+
+def _record_int8(candidates, extra, key, result, target, int8, log, model_id) -> None:
+    info = {"quantization": {"weights": "int8 per-channel (symmetric)", "activations": "int8",
+                             "calibration": int8["method"] if key[0] == "onnx" else "minmax (TFLiteConverter)",
+                             **result.to_dict()}}
+    extra[key] = info
+    log(f"[{model_id}] {key[0]}/int8 search: " + ", ".join(
+        f"float {t.float_steps}/16 -> {'pass' if t.passed else 'fail'} ({t.score:.3f})" for t in result.trials))
+    if result.path is not None:
+        candidates[key] = target
+    else:
+        Path(target).unlink(missing_ok=True)
+
+
+def _to_rgb(tensor: np.ndarray, spec: dict) -> np.ndarray:
+    """Invert the input normalization (for onnx2tf's validation sample)."""
+    x = tensor[0].transpose(1, 2, 0) if spec["layout"] == "NCHW" else tensor[0]
+    norm = spec.get("normalization", {"mean": [0, 0, 0], "std": [1, 1, 1]})
+    x = x * np.asarray(norm["std"]) + np.asarray(norm["mean"])
+    x = x[..., ::-1] if spec.get("color") == "BGR" else x
+    return np.clip(x, 0, 255).astype(np.uint8)
+
+
+def _rounded(d):
+    if isinstance(d, float):
+        return "inf" if d == float("inf") else round(d, 8)
+    if isinstance(d, dict):
+        return {k: _rounded(v) for k, v in d.items()}
+    if isinstance(d, list):
+        return [_rounded(v) for v in d]
+    return d
+
+
+def _model_entry(variant, original: ResolvedFile) -> dict:
+    r = variant.recipe
+    return {"id": variant.id, "family": variant.family, "variant": variant.variant, "task": r["task"],
+            "title": r["title"], "license": r["license"], "paper": r["paper"], "keypoints": r["keypoints"],
+            "source": _source_entry(variant, original), "input": r["input"], "outputs": r["outputs"],
+            "decoder": r["decoder"], "complexity": {}, "artifacts": [], "rejected": []}
+
+
+def _artifact_entry(out_dir: Path, path: Path, fmt: str, precision: str, parity_entry: dict, extra: dict) -> dict:
+    from .sources import sha256_of
+
+    runner = open_runner(path)
+    if fmt == "onnx":
+        import onnx
+
+        m = onnx.load(str(path), load_external_data=False)
+        info = {"opset": next(o.version for o in m.opset_import if o.domain in ("", "ai.onnx")),
+                "ir_version": m.ir_version}
+    else:
+        info = {"tflite_schema_version": 3}
+    return {"format": fmt, "precision": precision, "path": str(path.relative_to(out_dir.parent)),
+            "sha256": sha256_of(path), "bytes": path.stat().st_size, "origin": "converted",
+            "io": runner.io_details(), "format_info": info, **extra, "parity": parity_entry,
+            "verified_with": {**tool_versions(), **runtime_versions()}}

@@ -1,0 +1,49 @@
+"""Re-check a built manifest: every artifact's hash and size, then its parity against the original."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from . import calibration, parity
+from .pipeline import _compare, _decoder
+from .runtimes import open_runner
+from .sources import FileSpec, Resolver, sha256_of
+
+
+def verify_manifest(manifest_path: Path, images: Path | None, resolver: Resolver,
+                    log: Callable[[str], None] = print) -> dict:
+    from zoo.manifest import read_manifest
+
+    manifest = read_manifest(manifest_path)
+    root = Path(manifest_path).parent
+    failures: list[str] = []
+    checked = []
+    for model in manifest["models"]:
+        src = model["source"]
+        spec = FileSpec(src["file"], src["sha256"], src["bytes"])
+        original = resolver.resolve(spec, f"{model['id']} (original {src['file']})")
+        folder = images or Path(model["build"]["calibration_images"])
+        samples = calibration.load_samples(folder, model["input"], model["input"]["crop"],
+                                           model["build"].get("samples"))
+        feeds = [{model["input"]["name"]: s.tensor} for s in samples]
+        reference_runner = open_runner(original.path, reference_kernels=True)
+        reference = [reference_runner(f) for f in feeds]
+        decode = _decoder(model)
+        scale = float(max(calibration.input_hw(model["input"])))
+        for art in model["artifacts"]:
+            name = f"{model['id']} {art['format']}/{art['precision']}"
+            path = root / art["path"]
+            if not path.is_file():
+                failures.append(f"{name}: {path} is missing")
+                continue
+            got = sha256_of(path)
+            if got != art["sha256"] or path.stat().st_size != art["bytes"]:
+                failures.append(f"{name}: {path} changed (sha256 {got}, manifest says {art['sha256']})")
+                continue
+            report = parity.apply_gate(_compare(reference, path, feeds, decode, scale),
+                                       art["parity"]["thresholds"])
+            log(f"{name}: hash ok, parity {'PASS' if report.passed else 'FAIL'} "
+                f"(rel_err {report.summary()['rel_err']:.3g}, pck@0.05 {report.pck['0.05']:.3f})")
+            checked.append({"artifact": art["path"], **report.summary(), "passed": report.passed})
+            failures.extend(f"{name}: {f}" for f in report.failures)
+    return {"manifest": str(manifest_path), "checked": checked, "failures": failures}

@@ -1,0 +1,79 @@
+"""Family recipes: one folder per family with a `recipe.yaml` validated by `recipe.schema.json`."""
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+from converters.parity import DEFAULT_THRESHOLDS
+from converters.sources import FileSpec
+
+RECIPES_DIR = Path(__file__).parent
+SCHEMA = json.loads((RECIPES_DIR / "recipe.schema.json").read_text())
+
+
+class RecipeError(ValueError):
+    pass
+
+
+@dataclass
+class Variant:
+    """One model of a family: the family's recipe with the variant's own id and original file."""
+
+    id: str
+    family: str
+    variant: str
+    file: FileSpec
+    recipe: dict
+
+    @property
+    def thresholds(self) -> dict[str, dict[str, float]]:
+        merged = copy.deepcopy(DEFAULT_THRESHOLDS)
+        for precision, bounds in self.recipe.get("parity", {}).items():
+            merged[precision].update(bounds)
+        return merged
+
+    @property
+    def int8_options(self) -> dict:
+        return {"io_dtype": "float32", "method": "minmax", "max_float_share": 0.75, **self.recipe.get("int8", {})}
+
+
+def load_recipe(path: Path) -> list[Variant]:
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+        jsonschema.validate(data, SCHEMA)
+    except yaml.YAMLError as e:
+        raise RecipeError(f"{path}: not valid YAML: {e}") from e
+    except jsonschema.ValidationError as e:
+        where = "/".join(str(p) for p in e.absolute_path) or "(top level)"
+        raise RecipeError(f"{path}: invalid recipe at {where}: {e.message}") from e
+    return [Variant(v["id"], data["family"], v["variant"], FileSpec.from_dict(v["file"]), data)
+            for v in data["variants"]]
+
+
+def all_variants() -> list[Variant]:
+    variants = []
+    for path in sorted(RECIPES_DIR.glob("*/recipe.yaml")):
+        variants.extend(load_recipe(path))
+    return variants
+
+
+def select(names: list[str]) -> list[Variant]:
+    """Variants named by model id, alias or family, in the order given; unknown names are an error."""
+    variants = all_variants()
+    chosen: list[Variant] = []
+    for name in names:
+        hits = [v for v in variants if name in (v.id, v.family, *_aliases(v))]
+        if not hits:
+            known = sorted({v.family for v in variants} | {v.id for v in variants})
+            raise RecipeError(f"unknown model or family {name!r}; known: {', '.join(known)}")
+        chosen.extend(h for h in hits if h not in chosen)
+    return chosen
+
+
+def _aliases(v: Variant) -> list[str]:
+    return next(x.get("aliases", []) for x in v.recipe["variants"] if x["id"] == v.id)

@@ -1,0 +1,196 @@
+"""`posezoo`: list, fetch, build and verify models. A thin layer over the library."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+EXIT_FAILED_GATE = 1
+EXIT_BAD_INPUT = 2
+
+
+def _csv(choices):
+    def parse(text: str) -> tuple[str, ...]:
+        items = tuple(x.strip() for x in text.split(",") if x.strip())
+        bad = [x for x in items if x not in choices]
+        if bad or not items:
+            raise argparse.ArgumentTypeError(f"choose from {','.join(choices)} (got {text!r})")
+        return items
+    return parse
+
+
+def _resolver(args):
+    from converters.sources import Resolver
+
+    return Resolver(cache_dir=args.cache, mirror_dir=args.mirror, offline=args.offline)
+
+
+def cmd_list(args) -> int:
+    import recipes
+
+    variants = recipes.all_variants()
+    if args.json:
+        print(json.dumps([{"id": v.id, "family": v.family, "variant": v.variant, "task": v.recipe["task"],
+                           "file": v.file.name, "sha256": v.file.sha256, "license": v.recipe["license"]}
+                          for v in variants], indent=2))
+    else:
+        for v in variants:
+            print(f"{v.id:28s} {v.family:14s} {v.recipe['task']:24s} {v.file.name}")
+    return 0
+
+
+def cmd_fetch(args) -> int:
+    import recipes
+
+    resolver = _resolver(args)
+    results = []
+    for v in recipes.select(args.names):
+        f = resolver.resolve(v.file, f"{v.id} (original {v.file.name})")
+        results.append({"id": v.id, "path": str(f.path), "sha256": f.sha256, "origin": f.origin, "source": f.source})
+        if not args.json:
+            print(f"{v.id}: {f.path} ({f.origin}: {f.source})")
+    if args.json:
+        print(json.dumps(results, indent=2))
+    return 0
+
+
+def cmd_build(args) -> int:
+    import recipes
+    from converters.pipeline import BuildOptions, build_variant, resolve_original
+    from zoo.manifest import empty_manifest, read_manifest, upsert_model, write_manifest
+
+    variants = recipes.select(args.names)
+    if args.checkpoint and len(variants) != 1:
+        raise ValueError("--checkpoint converts one model: name exactly one model id")
+    if not args.calibration_images:
+        raise ValueError("pass --calibration-images DIR (real photos of people, optionally with COCO-format "
+                         "annotations) or set POSEZOO_CALIBRATION_IMAGES")
+    out = Path(args.out)
+    manifest_path = out / "manifest.json"
+    manifest = read_manifest(manifest_path) if manifest_path.exists() else empty_manifest(_version())
+    resolver = _resolver(args)
+    log = (lambda msg: print(msg, file=sys.stderr)) if args.json else print
+    opts = BuildOptions(out=out, calibration_images=Path(args.calibration_images), formats=args.formats,
+                        precisions=args.precisions, checkpoint=args.checkpoint, max_samples=args.max_samples,
+                        log=log)
+    start = time.time()
+    failures: list[str] = []
+    originals = [(v, resolve_original(v, resolver, args.checkpoint)) for v in variants]
+    results = _run_jobs(originals, opts, args.jobs)
+    for result in results:
+        manifest = upsert_model(manifest, result.model)
+        write_manifest(manifest_path, manifest)
+        failures.extend(result.failures)
+    summary = {"manifest": str(manifest_path), "seconds": round(time.time() - start, 1),
+               "artifacts": sum(len(r.model["artifacts"]) for r in results), "failures": failures}
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(f"wrote {manifest_path}: {summary['artifacts']} artifacts in {summary['seconds']} s")
+        for f in failures:
+            print(f"NOT PUBLISHED: {f}")
+    return EXIT_FAILED_GATE if failures and not args.keep_going else 0
+
+
+def _run_jobs(originals, opts, jobs: int):
+    from converters.pipeline import build_variant
+
+    if jobs <= 1 or len(originals) <= 1:
+        return [build_variant(v, f, opts) for v, f in originals]
+    from concurrent.futures import ProcessPoolExecutor
+
+    opts.log = print
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        return list(pool.map(build_variant, *zip(*originals), [opts] * len(originals)))
+
+
+def cmd_verify(args) -> int:
+    from converters.verify import verify_manifest
+
+    report = verify_manifest(Path(args.manifest), Path(args.calibration_images) if args.calibration_images else None,
+                             _resolver(args), log=(lambda m: print(m, file=sys.stderr)) if args.json else print)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        for f in report["failures"]:
+            print(f"FAILED: {f}")
+        print(f"verified {len(report['checked'])} artifacts: {'all pass' if not report['failures'] else 'FAILURES'}")
+    return 0 if not report["failures"] else EXIT_FAILED_GATE
+
+
+def _version() -> str:
+    from importlib.metadata import version
+
+    return version("posezoo")
+
+
+def parser() -> argparse.ArgumentParser:
+    from converters.pipeline import FORMATS, PRECISIONS
+
+    p = argparse.ArgumentParser(prog="posezoo", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def sources(sp):
+        sp.add_argument("--mirror", type=Path, help="offline mirror folder (files matched by sha256 or name); "
+                                                    "default $POSEZOO_MIRROR")
+        sp.add_argument("--cache", type=Path, help="content-addressed cache; default $POSEZOO_CACHE or ~/.cache/posezoo")
+        sp.add_argument("--offline", action="store_true", help="never use the network; cache and mirror only")
+
+    s = sub.add_parser("list", help="models and families the recipes define")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(fn=cmd_list)
+
+    s = sub.add_parser("fetch", help="download and verify originals into the cache")
+    s.add_argument("names", nargs="+", metavar="NAME", help="model id or family")
+    s.add_argument("--json", action="store_true")
+    sources(s)
+    s.set_defaults(fn=cmd_fetch)
+
+    s = sub.add_parser("build", help="convert, verify parity and write DIR/manifest.json")
+    s.add_argument("names", nargs="+", metavar="NAME", help="model id or family")
+    s.add_argument("--out", required=True, type=Path)
+    s.add_argument("--formats", type=_csv(FORMATS), default=FORMATS)
+    s.add_argument("--precisions", type=_csv(PRECISIONS), default=PRECISIONS)
+    s.add_argument("--calibration-images", default=os.environ.get("POSEZOO_CALIBRATION_IMAGES"),
+                   help="folder of real photos of people for INT8 calibration and parity")
+    s.add_argument("--max-samples", type=int, help="use at most N person crops")
+    s.add_argument("--checkpoint", type=Path, help="convert your own file of the same architecture")
+    s.add_argument("-j", "--jobs", type=int, default=1, help="build N models in parallel")
+    s.add_argument("--keep-going", action="store_true", help="exit 0 even when an artifact fails its gate")
+    s.add_argument("--json", action="store_true", help="print a JSON summary on stdout; logs go to stderr")
+    sources(s)
+    s.set_defaults(fn=cmd_build)
+
+    s = sub.add_parser("verify", help="re-hash every artifact and re-run parity; non-zero on any failure")
+    s.add_argument("manifest", type=Path)
+    s.add_argument("--calibration-images", default=os.environ.get("POSEZOO_CALIBRATION_IMAGES"),
+                   help="images for the parity re-run; default: those recorded in the manifest")
+    s.add_argument("--json", action="store_true")
+    sources(s)
+    s.set_defaults(fn=cmd_verify)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    from converters.calibration import CalibrationError
+    from converters.onnx_to_tflite import ConversionError
+    from converters.sources import SourceError
+    from recipes import RecipeError
+    from zoo.manifest import ManifestError
+
+    try:
+        return args.fn(args)
+    except (SourceError, RecipeError, ManifestError, CalibrationError, ValueError) as e:
+        print(f"posezoo {args.command}: error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except ConversionError as e:
+        print(f"posezoo {args.command}: conversion failed: {e}", file=sys.stderr)
+        return EXIT_FAILED_GATE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

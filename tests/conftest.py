@@ -1,0 +1,64 @@
+"""Shared fixtures. Real images and genuine checkpoints come from the read-only shared folder
+(POSEZOO_SHARED, default ../shared next to the repository)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("POSEZOO_SHARED", REPO.parent / "shared"))
+
+
+@pytest.fixture(scope="session")
+def shared() -> Path:
+    assert (SHARED / "images").is_dir(), f"shared data folder missing: {SHARED} (set POSEZOO_SHARED)"
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def images(shared) -> Path:
+    return shared / "images"
+
+
+TINY_INPUT = {"name": "image", "shape": [1, 32, 32, 3], "layout": "NHWC", "dtype": "float32", "color": "RGB",
+              "normalization": {"mean": [0.0, 0.0, 0.0], "std": [255.0, 255.0, 255.0]},
+              "crop": {"kind": "box", "padding": 1.25}}
+TINY_DECODER = {"type": "regression", "output": "Identity", "num_keypoints": 5, "values_per_keypoint": 2,
+                "x_index": 0, "y_index": 1}
+
+
+@pytest.fixture(scope="session")
+def tiny_tflite(tmp_path_factory) -> Path:
+    """A small conv net (conv, depthwise, relu6, pooling, dense) as float TFLite, fixed seed.
+
+    Stands in for a real model where only the converter's mechanics are under test."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    w1 = tf.constant(rng.normal(0, 0.3, (3, 3, 3, 8)).astype(np.float32))
+    dw = tf.constant(rng.normal(0, 0.3, (3, 3, 8, 1)).astype(np.float32))
+    w2 = tf.constant(rng.normal(0, 0.3, (1, 1, 8, 16)).astype(np.float32))
+    dense = tf.constant(rng.normal(0, 0.2, (16, 10)).astype(np.float32))
+
+    @tf.function(input_signature=[tf.TensorSpec([1, 32, 32, 3], tf.float32, name="image")])
+    def net(image):
+        x = tf.nn.relu6(tf.nn.conv2d(image, w1, 2, "SAME"))
+        x = tf.nn.relu6(tf.nn.depthwise_conv2d(x, dw, [1, 1, 1, 1], "SAME"))
+        x = tf.nn.relu6(tf.nn.conv2d(x, w2, 1, "SAME"))
+        x = tf.reduce_mean(x, axis=[1, 2])
+        return {"keypoints": tf.matmul(x, dense) * 8.0 + 16.0}
+
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([net.get_concrete_function()], net)
+    path = tmp_path_factory.mktemp("tiny") / "tiny.tflite"
+    path.write_bytes(converter.convert())
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_samples(images):
+    from converters.calibration import load_samples
+
+    return load_samples(images / "coco", TINY_INPUT, TINY_INPUT["crop"])

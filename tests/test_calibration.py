@@ -1,0 +1,68 @@
+import numpy as np
+import pytest
+
+from converters.calibration import (CalibrationError, Person, crop_transform, find_people, load_samples,
+                                    to_tensor)
+
+ROI = {"kind": "rotated_roi", "center_keypoints": ["left_hip", "right_hip"],
+       "up_keypoints": ["left_shoulder", "right_shoulder"], "expand": 1.25}
+SPEC = {"name": "x", "shape": [1, 256, 256, 3], "layout": "NHWC", "dtype": "float32", "color": "RGB",
+        "normalization": {"mean": [0, 0, 0], "std": [255, 255, 255]}}
+
+
+def test_finds_annotated_people_in_every_format(images):
+    people = find_people(images)
+    by_folder = {p.image.parent.name for p in people}
+    assert {"coco", "mpii", "posetrack18", "h36m"} <= by_folder
+    coco = [p for p in people if p.image.parent.name == "coco"]
+    assert len(coco) == 14 and all(len(p.box) == 4 for p in coco)
+
+
+def test_rotated_roi_puts_shoulders_above_hips():
+    # a person lying horizontally: hips at x=100, shoulders at x=200 (to the right)
+    person = Person(image=None, box=(0, 0, 300, 300), keypoints={
+        "left_hip": (100, 140), "right_hip": (100, 160), "left_shoulder": (200, 140), "right_shoulder": (200, 160)})
+    m = crop_transform(person, ROI, 256, 256, (300, 300))
+    inverse = np.linalg.inv(np.vstack([m, [0, 0, 1]]))
+    hip = inverse @ [100, 150, 1]
+    shoulder = inverse @ [200, 150, 1]
+    assert hip[:2] == pytest.approx([128, 128], abs=1e-6)  # hip centre is the crop centre
+    assert shoulder[1] < hip[1] and shoulder[0] == pytest.approx(128, abs=1e-6)  # straight up
+    radius = np.hypot(100, 10)  # farthest keypoint from the hip centre
+    assert np.linalg.norm(m[:, 0]) * 256 == pytest.approx(2 * radius * 1.25)
+
+
+def test_box_crop_keeps_aspect_and_pads():
+    person = Person(image=None, box=(10, 20, 100, 300))
+    m = crop_transform(person, {"kind": "box", "padding": 1.25}, 192, 256, (640, 480))
+    assert m[0, 0] == pytest.approx(m[1, 1])  # square pixels: aspect kept
+    assert m[1, 1] * 256 == pytest.approx(300 * 1.25)
+    assert (m @ [96, 128, 1]) == pytest.approx([60, 170])
+
+
+def test_roi_needs_hips_and_shoulders():
+    assert crop_transform(Person(None, (0, 0, 1, 1), {"nose": (1, 1)}), ROI, 256, 256, (10, 10)) is None
+
+
+def test_samples_are_real_crops_normalized_as_the_spec_says(images):
+    samples = load_samples(images, SPEC, ROI)
+    assert len(samples) >= 20
+    x = samples[0].tensor
+    assert x.shape == (1, 256, 256, 3) and x.dtype == np.float32 and 0 <= x.min() and x.max() <= 1
+    assert x.std() > 0.05  # real image content, not a flat fill
+
+
+def test_to_tensor_layout_color_and_integer_inputs():
+    rgb = np.zeros((4, 6, 3), np.uint8)
+    rgb[..., 0] = 200
+    nchw = to_tensor(rgb, {"layout": "NCHW", "dtype": "float32", "color": "BGR",
+                           "normalization": {"mean": [100, 0, 0], "std": [2, 1, 1]}})
+    assert nchw.shape == (1, 3, 4, 6) and nchw[0, 2, 0, 0] == 200 and nchw[0, 0, 0, 0] == -50
+    assert to_tensor(rgb, {"dtype": "uint8"}).dtype == np.uint8
+
+
+def test_missing_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(CalibrationError, match="--calibration-images"):
+        find_people(tmp_path / "none")
+    with pytest.raises(CalibrationError, match="no images of people"):
+        find_people(tmp_path)

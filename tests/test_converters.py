@@ -1,0 +1,119 @@
+"""Each converter on a tiny model (real images as calibration), plus determinism of every step."""
+import hashlib
+
+import numpy as np
+import pytest
+
+from conftest import TINY_DECODER, TINY_INPUT
+from converters import parity
+from converters.onnx_fp16 import onnx_to_fp16
+from converters.onnx_int8 import all_node_names, onnx_to_int8
+from converters.onnx_to_tflite import onnx2tf_sample, onnx_to_tflite
+from converters.runtimes import open_runner
+from converters.simplify import simplify
+from converters.tflite_int8 import float_op_order, saved_model_to_int8
+from converters.tflite_to_onnx import tflite_to_onnx
+from zoo.decoders import decode
+from zoo.metadata import embed, read_embedded
+
+pytestmark = pytest.mark.slow
+
+
+def digest(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def chain(tiny_tflite, tiny_samples, tmp_path_factory):
+    out = tmp_path_factory.mktemp("chain")
+    onnx = simplify(tflite_to_onnx(tiny_tflite, out / "raw.onnx"), out / "tiny_fp32.onnx")
+    rgb = [np.clip(s.tensor[0] * 255, 0, 255).astype(np.uint8) for s in tiny_samples]
+    tfl = onnx_to_tflite(onnx, out, "tiny", onnx2tf_sample(rgb), keep_nhwc_inputs=True)
+    feeds = [{"image": s.tensor} for s in tiny_samples]
+    reference = [open_runner(tiny_tflite, reference_kernels=True)(f) for f in feeds]
+    return {"out": out, "onnx": onnx, "tflite": tfl, "feeds": feeds, "reference": reference, "rgb": rgb}
+
+
+def report(chain, path):
+    runner = open_runner(path, reference_kernels=True)
+    return parity.compare(chain["reference"], [runner(f) for f in chain["feeds"]],
+                          lambda o: decode(TINY_DECODER, o), 32.0)
+
+
+def test_tflite_to_onnx_and_onnx2tf_match_the_original(chain):
+    for path in (chain["onnx"], chain["tflite"].fp32):
+        r = parity.apply_gate(report(chain, path), parity.DEFAULT_THRESHOLDS["fp32"])
+        assert r.passed, (path, r.failures)
+    assert parity.apply_gate(report(chain, chain["tflite"].fp16), parity.DEFAULT_THRESHOLDS["fp16"]).passed
+
+
+def test_onnx_fp16_keeps_float32_io(chain):
+    fp16 = onnx_to_fp16(chain["onnx"], chain["out"] / "tiny_fp16.onnx")
+    io = open_runner(fp16).io_details()
+    assert io["inputs"][0]["dtype"] == "float32" and io["outputs"][0]["dtype"] == "float32"
+    import onnx
+
+    weights = [i for i in onnx.load(str(fp16)).graph.initializer if len(i.dims) == 4]
+    assert weights and all(w.data_type == onnx.TensorProto.FLOAT16 for w in weights)
+    assert report(chain, fp16).summary()["cos"] > 0.9999
+
+
+def test_onnx_int8_is_qdq_and_float_nodes_stay_float(chain):
+    import onnx
+
+    path = onnx_to_int8(chain["onnx"], chain["out"] / "q.onnx", chain["feeds"])
+    ops = [n.op_type for n in onnx.load(str(path)).graph.node]
+    assert "QuantizeLinear" in ops and "DequantizeLinear" in ops
+    assert report(chain, path).pck["0.05"] > 0.5
+    first_conv = next(n for n in onnx.load(str(chain["onnx"])).graph.node if n.op_type == "Conv")
+    partial = onnx_to_int8(chain["onnx"], chain["out"] / "q2.onnx", chain["feeds"], float_nodes=[first_conv.name])
+    graph = onnx.load(str(partial)).graph
+    conv = next(n for n in graph.node if n.name == first_conv.name)
+    assert conv.input[1] in {i.name for i in graph.initializer}  # float weight, no DequantizeLinear
+    quantized_conv = next(n for n in onnx.load(str(path)).graph.node if n.name == first_conv.name)
+    assert quantized_conv.input[1] not in {i.name for i in onnx.load(str(path)).graph.initializer}
+
+
+def test_tflite_full_integer_with_int8_io_records_scale(chain):
+    calib = [f["image"] for f in chain["feeds"]]
+    path = saved_model_to_int8(chain["tflite"].saved_model, chain["out"] / "q.tflite", calib, io_dtype="int8")
+    io = open_runner(path).io_details()
+    assert io["inputs"][0]["dtype"] == "int8" and io["inputs"][0]["quantization"]["scale"] > 0
+    interp = open_runner(path).interpreter
+    kinds = {op["op_name"] for op in interp._get_ops_details()}
+    assert "CONV_2D" in kinds and "DEQUANTIZE" not in kinds  # integer kernels only
+    assert report(chain, path).pck["0.05"] > 0.5  # runner quantizes inputs with the file's own scale
+
+
+def test_tflite_selective_int8_keeps_denylisted_ops_float(chain):
+    calib = [f["image"] for f in chain["feeds"]]
+    order = float_op_order(chain["tflite"].saved_model)
+    path = saved_model_to_int8(chain["tflite"].saved_model, chain["out"] / "s.tflite", calib,
+                               float_nodes=order[: len(order) // 2])
+    kinds = [op["op_name"] for op in open_runner(path).interpreter._get_ops_details()]
+    assert "DEQUANTIZE" in kinds or "QUANTIZE" in kinds
+
+
+def test_every_conversion_is_deterministic(chain, tiny_tflite, tmp_path):
+    again = simplify(tflite_to_onnx(tiny_tflite, tmp_path / "raw.onnx"), tmp_path / "tiny_fp32.onnx")
+    assert digest(again) == digest(chain["onnx"])
+    tfl = onnx_to_tflite(again, tmp_path, "tiny", onnx2tf_sample(chain["rgb"]), keep_nhwc_inputs=True)
+    assert digest(tfl.fp32) == digest(chain["tflite"].fp32) and digest(tfl.fp16) == digest(chain["tflite"].fp16)
+    assert digest(onnx_to_fp16(again, tmp_path / "a.onnx")) == digest(onnx_to_fp16(again, tmp_path / "b.onnx"))
+    q = [digest(onnx_to_int8(again, tmp_path / f"q{i}.onnx", chain["feeds"])) for i in range(2)]
+    assert q[0] == q[1]
+    calib = [f["image"] for f in chain["feeds"]]
+    t = [digest(saved_model_to_int8(tfl.saved_model, tmp_path / f"t{i}.tflite", calib)) for i in range(2)]
+    assert t[0] == t[1]
+
+
+def test_metadata_embedded_in_both_formats(chain, tmp_path):
+    import shutil
+
+    for src in (chain["onnx"], chain["tflite"].fp32):
+        dst = tmp_path / src.name
+        shutil.copy(src, dst)
+        embed(dst, {"id": "tiny", "input": TINY_INPUT})
+        assert read_embedded(dst) == {"id": "tiny", "input": TINY_INPUT}
+        (output,) = open_runner(dst)({"image": chain["feeds"][0]["image"]}).values()
+        assert output.shape == (1, 10)

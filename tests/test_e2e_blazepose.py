@@ -1,0 +1,74 @@
+"""End-to-end: `posezoo build blazepose-lite` from Google's genuine npm original, then `verify`.
+
+Runs the real CLI on the real model and real people (../shared/images). The original comes from
+`npm pack @mediapipe/pose@0.5.1675469404` (the npm registry is reachable in CI) unless
+POSEZOO_MIRROR points at a folder holding pose_landmark_lite.tflite.
+"""
+import json
+import shutil
+
+import pytest
+
+from scripts.cli import main
+from zoo.manifest import read_manifest
+from zoo.metadata import read_embedded
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, images):
+    out = tmp_path_factory.mktemp("zoo")
+    cache = tmp_path_factory.mktemp("cache")
+    code = main(["build", "blazepose-lite", "--out", str(out), "--calibration-images", str(images),
+                 "--cache", str(cache)])
+    return out, cache, code
+
+
+def test_build_publishes_six_artifacts_that_pass_their_gates(built):
+    out, _, code = built
+    manifest = read_manifest(out / "manifest.json")
+    (model,) = manifest["models"]
+    arts = {(a["format"], a["precision"]): a for a in model["artifacts"]}
+    assert code == 0, model["rejected"]
+    assert set(arts) == {(f, p) for f in ("onnx", "tflite") for p in ("fp32", "fp16", "int8")}
+    for a in arts.values():
+        assert a["parity"]["passed"] and (out / a["path"]).is_file()
+        assert a["parity"]["samples"] >= 20
+        assert read_embedded(out / a["path"])["id"] == "blazepose-lite"
+    assert arts["onnx", "fp32"]["parity"]["rel_err"] <= 1e-4
+    assert arts["onnx", "fp32"]["parity"]["pck@0.01"] == 1.0
+    assert arts["onnx", "int8"]["parity"]["pck@0.05"] >= 0.97
+    assert 0 < arts["onnx", "int8"]["quantization"]["quantized_share"] <= 1
+    assert model["source"]["sha256"] == "f17bfbecadb61c3be1baa8b8d851cc6619c870a87167b32848ad20db306b9d61"
+    assert arts["onnx", "fp32"]["verified_with"]["onnxruntime"] == "1.32.0"
+
+
+def test_verify_passes_then_catches_a_changed_artifact(built, tmp_path):
+    out, cache, _ = built
+    copy = tmp_path / "zoo"
+    shutil.copytree(out, copy)
+    assert main(["verify", str(copy / "manifest.json"), "--cache", str(cache), "--offline"]) == 0
+    manifest = json.loads((copy / "manifest.json").read_text())
+    victim = copy / manifest["models"][0]["artifacts"][0]["path"]
+    victim.write_bytes(victim.read_bytes()[:-10])
+    assert main(["verify", str(copy / "manifest.json"), "--cache", str(cache), "--offline"]) == 1
+
+
+def test_failing_gate_is_not_published_and_exits_nonzero(built, images, tmp_path, monkeypatch):
+    """An impossible FP16 gate: the artifact is deleted, listed as rejected, and the exit code is 1."""
+    import recipes
+
+    _, cache, _ = built
+    original = recipes.Variant.thresholds
+    monkeypatch.setattr(recipes.Variant, "thresholds", property(
+        lambda self: {**original.fget(self), "fp16": {"snr_db_min": 1000.0}}))
+    out = tmp_path / "zoo"
+    code = main(["build", "blazepose-lite", "--out", str(out), "--calibration-images", str(images),
+                 "--cache", str(cache), "--formats", "onnx", "--precisions", "fp16", "--offline"])
+    assert code == 1
+    model = read_manifest(out / "manifest.json")["models"][0]
+    assert model["artifacts"] == [] and model["rejected"][0]["precision"] == "fp16"
+    assert "snr_db" in model["rejected"][0]["parity"]["failures"][0]
+    assert not (out / "blazepose-lite" / "blazepose-lite_fp16.onnx").exists()
+

