@@ -55,12 +55,9 @@ def search_float_prefix(ordered_nodes: list[str], build: Callable[[list[str]], P
     path, s = attempt(0)
     if s >= target:
         return SearchResult(path, [], 1.0, trials)
-    lo, hi = 0, int(steps * max_float_share)  # lo fails; hi unknown
-    best = None
-    path_hi, s_hi = attempt(hi)
-    if s_hi < target:
+    lo, best = 0, int(steps * max_float_share)  # lo fails; best is tried next
+    if attempt(best)[1] < target:
         return SearchResult(None, [], 0.0, trials)
-    best = hi
     while best - lo > 1:
         mid = (lo + best) // 2
         _, s_mid = attempt(mid)

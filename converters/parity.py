@@ -75,10 +75,6 @@ def keypoint_errors(ref_kp: np.ndarray, out_kp: np.ndarray, size: float) -> np.n
     return np.linalg.norm(ref_kp - out_kp, axis=-1) / size
 
 
-def run_all(runner: Callable, feeds: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
-    return [runner(f) for f in feeds]
-
-
 def compare(reference_outputs: list[dict[str, np.ndarray]], candidate_outputs: list[dict[str, np.ndarray]],
             decode: Callable, keypoint_scale: float, gated_outputs: list[str] | None = None) -> ParityReport:
     """Compare per-sample outputs of the original and an artifact (lists in the same order)."""

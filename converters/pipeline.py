@@ -26,7 +26,7 @@ from .runtimes import open_runner, runtime_versions
 from .simplify import simplify
 from .sources import ResolvedFile, Resolver, user_checkpoint
 from .tflite_int8 import float_op_order, saved_model_to_int8
-from .tflite_to_onnx import OPSET, tflite_to_onnx
+from .tflite_to_onnx import tflite_to_onnx
 
 FORMATS = ("onnx", "tflite")
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -43,6 +43,7 @@ class BuildOptions:
     checkpoint: Path | None = None
     max_samples: int | None = None
     log: Callable[[str], None] = print
+    progress: bool = True
 
 
 @dataclass
@@ -84,7 +85,7 @@ def build_variant(variant, original: ResolvedFile, opts: BuildOptions) -> Varian
     out_dir = Path(opts.out) / variant.id
     out_dir.mkdir(parents=True, exist_ok=True)
     original_runner = open_runner(original.path, reference_kernels=True)
-    reference = [original_runner(f) for f in feeds]
+    reference = [original_runner(f) for f in _bar(feeds, f"{variant.id} original", opts.progress)]
     decode = _decoder(recipe)
     keypoint_scale = float(max(calibration.input_hw(spec)))
     model = _model_entry(variant, original)
@@ -118,7 +119,8 @@ def build_variant(variant, original: ResolvedFile, opts: BuildOptions) -> Varian
             int8 = variant.int8_options
 
             def evaluate(path: Path) -> float:
-                report = parity.apply_gate(_compare(reference, path, feeds, decode, keypoint_scale), thresholds)
+                report = parity.apply_gate(_compare(reference, path, feeds, decode, keypoint_scale,
+                                                    opts.progress), thresholds)
                 return _gate_score(report, thresholds)
 
             if "onnx" in opts.formats:
@@ -145,7 +147,7 @@ def build_variant(variant, original: ResolvedFile, opts: BuildOptions) -> Varian
         for (fmt, precision), path in sorted(candidates.items(), key=lambda kv: (FORMATS.index(kv[0][0]),
                                                                                  PRECISIONS.index(kv[0][1]))):
             embed(path, essentials(model, precision))
-            report = parity.apply_gate(_compare(reference, path, feeds, decode, keypoint_scale),
+            report = parity.apply_gate(_compare(reference, path, feeds, decode, keypoint_scale, opts.progress),
                                        variant.thresholds[precision])
             summary = {k: round(v, 6) if isinstance(v, float) else v for k, v in report.summary().items()}
             log(f"[{variant.id}] {fmt}/{precision}: {'PASS' if report.passed else 'FAIL'} {summary}")
@@ -178,9 +180,19 @@ def _decoder(recipe: dict):
     return lambda outputs: decode(spec, outputs)
 
 
-def _compare(reference, path, feeds, decode, keypoint_scale) -> parity.ParityReport:
+def _compare(reference, path, feeds, decode, keypoint_scale, progress: bool = False) -> parity.ParityReport:
     runner = open_runner(path, reference_kernels=True)
-    return parity.compare(reference, [runner(f) for f in feeds], decode, keypoint_scale)
+    outputs = [runner(f) for f in _bar(feeds, f"parity {Path(path).name}", progress)]
+    return parity.compare(reference, outputs, decode, keypoint_scale)
+
+
+def _bar(items, desc: str, enabled: bool):
+    """A progress bar on stderr for interactive runs; plain iteration otherwise."""
+    import sys
+
+    from tqdm import tqdm
+
+    return tqdm(items, desc=desc, leave=False, disable=not enabled or not sys.stderr.isatty())
 
 
 def _gate_score(report: parity.ParityReport, thresholds: dict) -> float:

@@ -75,7 +75,7 @@ def cmd_build(args) -> int:
     log = (lambda msg: print(msg, file=sys.stderr)) if args.json else print
     opts = BuildOptions(out=out, calibration_images=Path(args.calibration_images), formats=args.formats,
                         precisions=args.precisions, checkpoint=args.checkpoint, max_samples=args.max_samples,
-                        log=log)
+                        log=log, progress=not args.json)
     start = time.time()
     failures: list[str] = []
     originals = [(v, resolve_original(v, resolver, args.checkpoint)) for v in variants]
