@@ -60,9 +60,9 @@ class ParityReport:
 
     def summary(self) -> dict:
         """The numbers the gate reads: worst relative error and cosine over the gated outputs."""
-        return {"rel_err": max(o["rel_err"] for o in self.outputs.values()),
-                "cos": min(o["cos"] for o in self.outputs.values()),
-                "snr_db": min(o["snr_db"] for o in self.outputs.values()),
+        return {"rel_err": float(max(o["rel_err"] for o in self.outputs.values())),
+                "cos": float(min(o["cos"] for o in self.outputs.values())),
+                "snr_db": float(min(o["snr_db"] for o in self.outputs.values())),
                 **{f"pck@{a}": v for a, v in self.pck.items()},
                 "worst_keypoint_err": self.worst_keypoint_err}
 
