@@ -86,7 +86,7 @@ def build_variant(variant, original: ResolvedFile, opts: BuildOptions) -> Varian
     out_dir.mkdir(parents=True, exist_ok=True)
     original_runner = open_runner(original.path, reference_kernels=True)
     reference = [original_runner(f) for f in _bar(feeds, f"{variant.id} original", opts.progress)]
-    decode = _decoder(recipe)
+    decode = decoder_for(recipe)
     keypoint_scale = float(max(calibration.input_hw(spec)))
     model = _model_entry(variant, original)
 
@@ -119,7 +119,7 @@ def build_variant(variant, original: ResolvedFile, opts: BuildOptions) -> Varian
             int8 = variant.int8_options
 
             def evaluate(path: Path) -> float:
-                report = parity.apply_gate(_compare(reference, path, feeds, decode, keypoint_scale,
+                report = parity.apply_gate(compare_artifact(reference, path, feeds, decode, keypoint_scale,
                                                     opts.progress), thresholds)
                 return _gate_score(report, thresholds)
 
@@ -147,7 +147,7 @@ def build_variant(variant, original: ResolvedFile, opts: BuildOptions) -> Varian
         for (fmt, precision), path in sorted(candidates.items(), key=lambda kv: (FORMATS.index(kv[0][0]),
                                                                                  PRECISIONS.index(kv[0][1]))):
             embed(path, essentials(model, precision))
-            report = parity.apply_gate(_compare(reference, path, feeds, decode, keypoint_scale, opts.progress),
+            report = parity.apply_gate(compare_artifact(reference, path, feeds, decode, keypoint_scale, opts.progress),
                                        variant.thresholds[precision])
             summary = {k: round(v, 6) if isinstance(v, float) else v for k, v in report.summary().items()}
             log(f"[{variant.id}] {fmt}/{precision}: {'PASS' if report.passed else 'FAIL'} {summary}")
@@ -173,14 +173,14 @@ def build_variant(variant, original: ResolvedFile, opts: BuildOptions) -> Varian
     return VariantResult(model, failures, time.time() - start)
 
 
-def _decoder(recipe: dict):
+def decoder_for(recipe: dict):
     from zoo.decoders import decode
 
     spec = recipe["decoder"]
     return lambda outputs: decode(spec, outputs)
 
 
-def _compare(reference, path, feeds, decode, keypoint_scale, progress: bool = False) -> parity.ParityReport:
+def compare_artifact(reference, path, feeds, decode, keypoint_scale, progress: bool = False) -> parity.ParityReport:
     runner = open_runner(path, reference_kernels=True)
     outputs = [runner(f) for f in _bar(feeds, f"parity {Path(path).name}", progress)]
     return parity.compare(reference, outputs, decode, keypoint_scale)

@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import Callable
 
 from . import calibration, parity
-from .pipeline import _compare, _decoder
+from .pipeline import compare_artifact, decoder_for
 from .runtimes import open_runner
 from .sources import FileSpec, Resolver, sha256_of
 
@@ -28,7 +28,7 @@ def verify_manifest(manifest_path: Path, images: Path | None, resolver: Resolver
         feeds = [{model["input"]["name"]: s.tensor} for s in samples]
         reference_runner = open_runner(original.path, reference_kernels=True)
         reference = [reference_runner(f) for f in feeds]
-        decode = _decoder(model)
+        decode = decoder_for(model)
         scale = float(max(calibration.input_hw(model["input"])))
         for art in model["artifacts"]:
             name = f"{model['id']} {art['format']}/{art['precision']}"
@@ -40,7 +40,7 @@ def verify_manifest(manifest_path: Path, images: Path | None, resolver: Resolver
             if got != art["sha256"] or path.stat().st_size != art["bytes"]:
                 failures.append(f"{name}: {path} changed (sha256 {got}, manifest says {art['sha256']})")
                 continue
-            report = parity.apply_gate(_compare(reference, path, feeds, decode, scale),
+            report = parity.apply_gate(compare_artifact(reference, path, feeds, decode, scale),
                                        art["parity"]["thresholds"])
             log(f"{name}: hash ok, parity {'PASS' if report.passed else 'FAIL'} "
                 f"(rel_err {report.summary()['rel_err']:.3g}, pck@0.05 {report.pck['0.05']:.3f})")
