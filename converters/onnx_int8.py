@@ -15,16 +15,6 @@ from .fileio import atomic_path
 METHODS = ("minmax", "percentile", "entropy")
 
 
-def quantizable_nodes(onnx_path: Path) -> list[str]:
-    """Names of the nodes with weights (Conv, MatMul, Gemm, ...) in topological order."""
-    import onnx
-
-    graph = onnx.load(str(onnx_path)).graph
-    weights = {i.name for i in graph.initializer}
-    return [n.name for n in graph.node
-            if n.op_type in ("Conv", "ConvTranspose", "MatMul", "Gemm") and any(i in weights for i in n.input[1:])]
-
-
 def all_node_names(onnx_path: Path) -> list[str]:
     import onnx
 
