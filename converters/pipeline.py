@@ -78,16 +78,12 @@ def build_variant(variant, original: ResolvedFile, opts: BuildOptions) -> Varian
     if recipe["original_format"] != "tflite":
         raise NotImplementedError(f"{variant.id}: originals of format {recipe['original_format']} are not wired yet")
     spec = recipe["input"]
-    samples = calibration.load_samples(opts.calibration_images, spec, spec["crop"], opts.max_samples)
-    feeds = [{spec["name"]: s.tensor} for s in samples]
+    bench = ParityBench.prepare(original.path, recipe, opts.calibration_images, opts.max_samples, opts.progress)
+    samples, feeds = bench.samples, bench.feeds
     log(f"[{variant.id}] {len(samples)} real person crops from {opts.calibration_images} ({spec['crop']['kind']})")
 
     out_dir = Path(opts.out) / variant.id
     out_dir.mkdir(parents=True, exist_ok=True)
-    original_runner = open_runner(original.path, reference_kernels=True)
-    reference = [original_runner(f) for f in _bar(feeds, f"{variant.id} original", opts.progress)]
-    decode = decoder_for(recipe)
-    keypoint_scale = float(max(calibration.input_hw(spec)))
     model = _model_entry(variant, original)
 
     with tempfile.TemporaryDirectory(prefix=f"posezoo-{variant.id}-") as work:
@@ -119,9 +115,7 @@ def build_variant(variant, original: ResolvedFile, opts: BuildOptions) -> Varian
             int8 = variant.int8_options
 
             def evaluate(path: Path) -> float:
-                report = parity.apply_gate(compare_artifact(reference, path, feeds, decode, keypoint_scale,
-                                                    opts.progress), thresholds)
-                return _gate_score(report, thresholds)
+                return _gate_score(bench.check(path, thresholds), thresholds)
 
             if "onnx" in opts.formats:
                 log(f"[{variant.id}] ONNX INT8 (static QDQ, {int8['method']}) with mixed-precision search")
@@ -147,8 +141,7 @@ def build_variant(variant, original: ResolvedFile, opts: BuildOptions) -> Varian
         for (fmt, precision), path in sorted(candidates.items(), key=lambda kv: (FORMATS.index(kv[0][0]),
                                                                                  PRECISIONS.index(kv[0][1]))):
             embed(path, essentials(model, precision))
-            report = parity.apply_gate(compare_artifact(reference, path, feeds, decode, keypoint_scale, opts.progress),
-                                       variant.thresholds[precision])
+            report = bench.check(path, variant.thresholds[precision])
             summary = {k: round(v, 6) if isinstance(v, float) else v for k, v in report.summary().items()}
             log(f"[{variant.id}] {fmt}/{precision}: {'PASS' if report.passed else 'FAIL'} {summary}")
             parity_entry = {**_rounded(report.to_dict()), "images": str(opts.calibration_images),
@@ -173,17 +166,37 @@ def build_variant(variant, original: ResolvedFile, opts: BuildOptions) -> Varian
     return VariantResult(model, failures, time.time() - start)
 
 
-def decoder_for(recipe: dict):
-    from zoo.decoders import decode
+@dataclass
+class ParityBench:
+    """Real inputs, the original's outputs on them and the decoder: what every parity check needs.
 
-    spec = recipe["decoder"]
-    return lambda outputs: decode(spec, outputs)
+    `model` is a recipe or a manifest entry (both carry `input` and `decoder`)."""
 
+    samples: list
+    feeds: list[dict[str, np.ndarray]]
+    reference: list[dict[str, np.ndarray]]
+    decoder: dict
+    keypoint_scale: float
+    progress: bool = False
 
-def compare_artifact(reference, path, feeds, decode, keypoint_scale, progress: bool = False) -> parity.ParityReport:
-    runner = open_runner(path, reference_kernels=True)
-    outputs = [runner(f) for f in _bar(feeds, f"parity {Path(path).name}", progress)]
-    return parity.compare(reference, outputs, decode, keypoint_scale)
+    @classmethod
+    def prepare(cls, original: Path, model: dict, images: Path, limit: int | None = None,
+                progress: bool = False) -> "ParityBench":
+        spec = model["input"]
+        samples = calibration.load_samples(images, spec, spec["crop"], limit)
+        feeds = [{spec["name"]: s.tensor} for s in samples]
+        runner = open_runner(original, reference_kernels=True)
+        reference = [runner(f) for f in _bar(feeds, f"original {Path(original).name}", progress)]
+        return cls(samples, feeds, reference, model["decoder"], float(max(calibration.input_hw(spec))), progress)
+
+    def check(self, path: Path, thresholds: dict[str, float]) -> parity.ParityReport:
+        """Run the artifact at `path` on the same inputs and gate it against the original."""
+        from zoo.decoders import decode
+
+        runner = open_runner(path, reference_kernels=True)
+        outputs = [runner(f) for f in _bar(self.feeds, f"parity {Path(path).name}", self.progress)]
+        report = parity.compare(self.reference, outputs, lambda o: decode(self.decoder, o), self.keypoint_scale)
+        return parity.apply_gate(report, thresholds)
 
 
 def _bar(items, desc: str, enabled: bool):

@@ -4,9 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from . import calibration, parity
-from .pipeline import compare_artifact, decoder_for
-from .runtimes import open_runner
+from .pipeline import ParityBench
 from .sources import FileSpec, Resolver, sha256_of
 
 
@@ -22,14 +20,8 @@ def verify_manifest(manifest_path: Path, images: Path | None, resolver: Resolver
         src = model["source"]
         spec = FileSpec(src["file"], src["sha256"], src["bytes"])
         original = resolver.resolve(spec, f"{model['id']} (original {src['file']})")
-        folder = images or Path(model["build"]["calibration_images"])
-        samples = calibration.load_samples(folder, model["input"], model["input"]["crop"],
-                                           model["build"].get("samples"))
-        feeds = [{model["input"]["name"]: s.tensor} for s in samples]
-        reference_runner = open_runner(original.path, reference_kernels=True)
-        reference = [reference_runner(f) for f in feeds]
-        decode = decoder_for(model)
-        scale = float(max(calibration.input_hw(model["input"])))
+        bench = ParityBench.prepare(original.path, model, images or Path(model["build"]["calibration_images"]),
+                                    model["build"].get("samples"))
         for art in model["artifacts"]:
             name = f"{model['id']} {art['format']}/{art['precision']}"
             path = root / art["path"]
@@ -40,8 +32,7 @@ def verify_manifest(manifest_path: Path, images: Path | None, resolver: Resolver
             if got != art["sha256"] or path.stat().st_size != art["bytes"]:
                 failures.append(f"{name}: {path} changed (sha256 {got}, manifest says {art['sha256']})")
                 continue
-            report = parity.apply_gate(compare_artifact(reference, path, feeds, decode, scale),
-                                       art["parity"]["thresholds"])
+            report = bench.check(path, art["parity"]["thresholds"])
             log(f"{name}: hash ok, parity {'PASS' if report.passed else 'FAIL'} "
                 f"(rel_err {report.summary()['rel_err']:.3g}, pck@0.05 {report.pck['0.05']:.3f})")
             checked.append({"artifact": art["path"], **report.summary(), "passed": report.passed})
