@@ -51,6 +51,7 @@ class ParityReport:
     outputs: dict[str, dict[str, float]]
     pck: dict[str, float]
     worst_keypoint_err: float
+    pck_visible: dict[str, float] = field(default_factory=dict)
     thresholds: dict[str, float] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
 
@@ -67,7 +68,8 @@ class ParityReport:
                 "worst_keypoint_err": self.worst_keypoint_err}
 
     def to_dict(self) -> dict:
-        return {"samples": self.samples, **self.summary(), "outputs": self.outputs,
+        return {"samples": self.samples, **self.summary(),
+                **{f"pck_visible@{a}": v for a, v in self.pck_visible.items()}, "outputs": self.outputs,
                 "thresholds": self.thresholds, "passed": self.passed, "failures": self.failures}
 
 
@@ -76,19 +78,24 @@ def keypoint_errors(ref_kp: np.ndarray, out_kp: np.ndarray, size: float) -> np.n
 
 
 def compare(reference_outputs: list[dict[str, np.ndarray]], candidate_outputs: list[dict[str, np.ndarray]],
-            decode: Callable, keypoint_scale: float, gated_outputs: list[str] | None = None) -> ParityReport:
-    """Compare per-sample outputs of the original and an artifact (lists in the same order)."""
-    names = gated_outputs or list(reference_outputs[0])
-    per_output = {}
-    for name in names:
-        ref = np.stack([r[name] for r in reference_outputs])
-        cand = np.stack([align(r[name], _match(c, name, r[name])) for r, c in zip(reference_outputs, candidate_outputs)])
-        per_output[name] = tensor_metrics(ref, cand)
-    errors = np.concatenate([
-        keypoint_errors(decode(r)[0], decode({n: align(r[n], _match(c, n, r[n])) for n in r})[0], keypoint_scale)
-        for r, c in zip(reference_outputs, candidate_outputs)])
+            decode: Callable, keypoint_scale: float) -> ParityReport:
+    """Compare per-sample outputs of the original and an artifact (lists in the same order).
+
+    Besides PCK over all keypoints (what gates read), `pck_visible` counts only the keypoints
+    the original itself scores >= 0.5: informational, for judging where disagreements sit."""
+    aligned = [{n: align(r[n], _match(c, n, r[n])) for n in r} for r, c in zip(reference_outputs, candidate_outputs)]
+    per_output = {name: tensor_metrics(np.stack([r[name] for r in reference_outputs]),
+                                       np.stack([c[name] for c in aligned]))
+                  for name in reference_outputs[0]}
+    errors, visible = [], []
+    for r, c in zip(reference_outputs, aligned):
+        ref_xy, ref_scores = decode(r)
+        errors.append(keypoint_errors(ref_xy, decode(c)[0], keypoint_scale))
+        visible.append(ref_scores >= 0.5)
+    errors, visible = np.concatenate(errors), np.concatenate(visible)
     pck = {str(a): float(np.mean(errors <= a)) for a in ALPHAS}
-    return ParityReport(len(reference_outputs), per_output, pck, float(errors.max()))
+    pck_visible = {str(a): float(np.mean(errors[visible] <= a)) if visible.any() else 1.0 for a in ALPHAS}
+    return ParityReport(len(reference_outputs), per_output, pck, float(errors.max()), pck_visible)
 
 
 def _match(outputs: dict[str, np.ndarray], name: str, reference: np.ndarray) -> np.ndarray:

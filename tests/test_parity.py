@@ -33,8 +33,19 @@ def test_pck_and_failing_gate():
     off = [{"kp": np.array([[10.0, 10.0, 53.0, 50.0]])}]  # second keypoint 3 px away on a 100 px input
     report = compare(ref, off, decode, 100.0)
     assert report.pck == {"0.01": 0.5, "0.02": 0.5, "0.05": 1.0}
+    assert report.pck_visible == report.pck  # the decoder gives every keypoint score 1
     apply_gate(report, {"pck@0.02_min": 1.0, "rel_err_max": 1e-4})
     assert not report.passed and len(report.failures) == 2
     assert "pck@0.02 = 0.5" in report.failures[0]
     apply_gate(report, {"pck@0.05_min": 0.97})
     assert report.passed
+
+
+def test_visible_pck_counts_only_keypoints_the_original_sees():
+    from zoo.decoders import decode as d
+
+    spec = {**DEC, "values_per_keypoint": 3, "score_index": 2}
+    ref = [{"kp": np.array([[10.0, 10.0, 0.9, 50.0, 50.0, 0.1]])}]  # second keypoint: original score 0.1
+    off = [{"kp": np.array([[10.0, 10.0, 0.9, 60.0, 50.0, 0.1]])}]
+    report = compare(ref, off, lambda o: d(spec, o), 100.0)
+    assert report.pck["0.05"] == 0.5 and report.pck_visible["0.05"] == 1.0
