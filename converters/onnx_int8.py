@@ -15,6 +15,33 @@ from .fileio import atomic_path
 METHODS = ("minmax", "percentile", "entropy")
 
 
+PASS_THROUGH = {"Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Sigmoid", "Relu", "Clip"}
+
+
+def output_head_nodes(onnx_path: Path) -> list[str]:
+    """Nodes that compute the graph outputs: each output's producer chain back through reshapes
+    and activations, up to and including the first computing node (the head's Conv/Gemm).
+
+    A regression head's output often packs values of very different ranges in one tensor
+    (BlazePose: x, y in pixels next to visibility logits), and one per-tensor INT8 scale for
+    all of them ruins the coordinates: on BlazePose Heavy, quantizing that single Conv alone
+    drops PCK@0.05 from 1.0 to 0.64. These nodes stay float."""
+    import onnx
+
+    graph = onnx.load(str(onnx_path)).graph
+    producer = {out: node for node in graph.node for out in node.output}
+    heads: list[str] = []
+    for output in graph.output:
+        node = producer.get(output.name)
+        while node is not None:
+            if node.name not in heads:
+                heads.append(node.name)
+            if node.op_type not in PASS_THROUGH:
+                break
+            node = producer.get(node.input[0])
+    return heads
+
+
 def all_node_names(onnx_path: Path) -> list[str]:
     import onnx
 

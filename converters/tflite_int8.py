@@ -52,14 +52,28 @@ def saved_model_to_int8(saved_model: Path, tflite_out: Path, calibration: list[n
     return tflite_out
 
 
-def float_op_order(saved_model: Path) -> list[str]:
-    """Output-tensor names of the float model's ops in execution order (denylist candidates)."""
+PASS_THROUGH_OPS = {"RESHAPE", "TRANSPOSE", "SQUEEZE", "EXPAND_DIMS", "LOGISTIC", "RELU", "RELU6"}
+
+
+def float_op_order(saved_model: Path) -> tuple[list[str], list[str]]:
+    """Output-tensor names of the float model's ops in execution order (denylist candidates), and
+    those of the output heads: each output's producers back through reshapes and activations to
+    the first computing op (kept float for the reason given in `onnx_int8.output_head_nodes`)."""
     import tensorflow as tf
     from ai_edge_litert.interpreter import Interpreter
 
     data = tf.lite.TFLiteConverter.from_saved_model(str(saved_model)).convert()
     interpreter = Interpreter(model_content=data)
-    names = []
-    for op in interpreter._get_ops_details():
-        names.extend(interpreter._get_tensor_details(t, 0)["name"] for t in op["outputs"])
-    return names
+    ops = interpreter._get_ops_details()
+    name = {t["index"]: t["name"] for t in interpreter.get_tensor_details()}
+    order = [name[t] for op in ops for t in op["outputs"]]
+    producer = {t: op for op in ops for t in op["outputs"]}
+    heads: list[str] = []
+    for output in interpreter.get_output_details():
+        op = producer.get(output["index"])
+        while op is not None:
+            heads.extend(name[t] for t in op["outputs"] if name[t] not in heads)
+            if op["op_name"] not in PASS_THROUGH_OPS or len(op["inputs"]) == 0:
+                break
+            op = producer.get(op["inputs"][0])
+    return order, heads

@@ -7,7 +7,7 @@ import pytest
 from conftest import TINY_DECODER, TINY_INPUT
 from converters import parity
 from converters.onnx_fp16 import onnx_to_fp16
-from converters.onnx_int8 import all_node_names, onnx_to_int8
+from converters.onnx_int8 import all_node_names, onnx_to_int8, output_head_nodes
 from converters.onnx_to_tflite import onnx2tf_sample, onnx_to_tflite
 from converters.runtimes import open_runner
 from converters.simplify import simplify
@@ -74,6 +74,16 @@ def test_onnx_int8_is_qdq_and_float_nodes_stay_float(chain):
     assert quantized_conv.input[1] not in {i.name for i in onnx.load(str(path)).graph.initializer}
 
 
+def test_output_heads_are_the_ops_that_write_the_outputs(chain):
+    import onnx
+
+    graph = onnx.load(str(chain["onnx"])).graph
+    heads = output_head_nodes(chain["onnx"])
+    producers = {o: n.name for n in graph.node for o in n.output}
+    assert heads[0] == producers[graph.output[0].name]
+    assert set(heads) <= {n.name for n in graph.node}
+
+
 def test_tflite_full_integer_with_int8_io_records_scale(chain):
     calib = [f["image"] for f in chain["feeds"]]
     path = saved_model_to_int8(chain["tflite"].saved_model, chain["out"] / "q.tflite", calib, io_dtype="int8")
@@ -87,7 +97,8 @@ def test_tflite_full_integer_with_int8_io_records_scale(chain):
 
 def test_tflite_selective_int8_keeps_denylisted_ops_float(chain):
     calib = [f["image"] for f in chain["feeds"]]
-    order = float_op_order(chain["tflite"].saved_model)
+    order, heads = float_op_order(chain["tflite"].saved_model)
+    assert heads and set(heads) <= set(order) and heads[0] == order[-1]  # the op writing the output
     path = saved_model_to_int8(chain["tflite"].saved_model, chain["out"] / "s.tflite", calib,
                                float_nodes=order[: len(order) // 2])
     kinds = [op["op_name"] for op in open_runner(path).interpreter._get_ops_details()]

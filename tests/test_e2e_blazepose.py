@@ -42,6 +42,8 @@ def test_build_publishes_six_artifacts_that_pass_their_gates(built):
     assert 0 < arts["onnx", "int8"]["quantization"]["quantized_share"] <= 1
     assert model["source"]["sha256"] == "f17bfbecadb61c3be1baa8b8d851cc6619c870a87167b32848ad20db306b9d61"
     assert arts["onnx", "fp32"]["verified_with"]["onnxruntime"] == "1.32.0"
+    noise = model["build"]["original_kernel_noise_rel_err"]
+    assert set(noise) == {o["name"] for o in model["outputs"]} and noise["Identity_2"] > 0
 
 
 def test_verify_passes_then_catches_a_changed_artifact(built, tmp_path):
