@@ -78,19 +78,26 @@ def keypoint_errors(ref_kp: np.ndarray, out_kp: np.ndarray, size: float) -> np.n
 
 
 def compare(reference_outputs: list[dict[str, np.ndarray]], candidate_outputs: list[dict[str, np.ndarray]],
-            decode: Callable, keypoint_scale: float) -> ParityReport:
+            decode: Callable, keypoint_scale: float, min_score: float | None = None) -> ParityReport:
     """Compare per-sample outputs of the original and an artifact (lists in the same order).
 
-    Besides PCK over all keypoints (what gates read), `pck_visible` counts only the keypoints
-    the original itself scores >= 0.5: informational, for judging where disagreements sit."""
+    `min_score`: the decoder's detection threshold, for decoders that report a keypoint below it
+    as not found (a heatmap's argmax on a flat, empty map is noise: its position is no answer).
+    A keypoint both sides report as not found agrees; where either side finds it, the positions
+    are compared (a score just across the threshold on one side is not a disagreement). Besides PCK over all keypoints (what gates read), `pck_visible` counts only the
+    keypoints the original itself scores >= 0.5: informational, for judging where
+    disagreements sit."""
     aligned = [{n: align(r[n], _match(c, n, r[n])) for n in r} for r, c in zip(reference_outputs, candidate_outputs)]
     per_output = {name: tensor_metrics(np.stack([r[name] for r in reference_outputs]),
                                        np.stack([c[name] for c in aligned]))
                   for name in reference_outputs[0]}
     errors, visible = [], []
     for r, c in zip(reference_outputs, aligned):
-        ref_xy, ref_scores = decode(r)
-        errors.append(keypoint_errors(ref_xy, decode(c)[0], keypoint_scale))
+        (ref_xy, ref_scores), (out_xy, out_scores) = decode(r), decode(c)
+        err = keypoint_errors(ref_xy, out_xy, keypoint_scale)
+        if min_score is not None:
+            err = np.where((ref_scores >= min_score) | (out_scores >= min_score), err, 0.0)
+        errors.append(err)
         visible.append(ref_scores >= 0.5)
     errors, visible = np.concatenate(errors), np.concatenate(visible)
     pck = {str(a): float(np.mean(errors <= a)) for a in ALPHAS}

@@ -22,13 +22,14 @@ from .int8_search import search_float_prefix
 from .onnx_fp16 import onnx_to_fp16
 from .onnx_int8 import all_node_names, onnx_to_int8, output_head_nodes
 from .onnx_to_tflite import onnx2tf_sample, onnx_to_tflite
+from .originals import open_original
 from .runtimes import open_runner, runtime_versions
 from .simplify import simplify
 from .sources import ResolvedFile, Resolver, user_checkpoint
 from .tflite_int8 import float_op_order, saved_model_to_int8
-from .tflite_to_onnx import tflite_to_onnx
 
 FORMATS = ("onnx", "tflite")
+REFERENCE_RUNTIME = {"tflite": "original in TFLite reference kernels", "keras": "original in tf_keras (TensorFlow)"}
 PRECISIONS = ("fp32", "fp16", "int8")
 TOOLS = ("tf2onnx", "onnx2tf", "onnx", "onnxsim", "onnxruntime", "onnxconverter-common", "tensorflow-cpu",
          "ai-edge-litert")
@@ -75,24 +76,24 @@ def build_variant(variant, original: ResolvedFile, opts: BuildOptions) -> Varian
     start = time.time()
     log = opts.log
     recipe = variant.recipe
-    if recipe["original_format"] != "tflite":
-        raise NotImplementedError(f"{variant.id}: originals of format {recipe['original_format']} are not wired yet")
     spec = recipe["input"]
-    bench = ParityBench.prepare(original.path, recipe, opts.calibration_images, opts.max_samples, opts.progress)
+    reference = open_original(variant, original.path)
+    bench = ParityBench.prepare(reference, recipe, opts.calibration_images, opts.max_samples, opts.progress)
     samples, feeds = bench.samples, bench.feeds
-    log(f"[{variant.id}] {len(samples)} real person crops from {opts.calibration_images} ({spec['crop']['kind']})")
+    crop = recipe.get("calibration_crop", spec["crop"])
+    log(f"[{variant.id}] {len(samples)} real person crops from {opts.calibration_images} ({crop['kind']})")
 
     out_dir = Path(opts.out) / variant.id
     out_dir.mkdir(parents=True, exist_ok=True)
     model = _model_entry(variant, original)
-    noise = bench.kernel_noise(original.path)
+    noise = bench.kernel_noise(reference)
 
     with tempfile.TemporaryDirectory(prefix=f"posezoo-{variant.id}-") as work:
         work = Path(work)
         candidates: dict[tuple[str, str], Path] = {}
         extra: dict[tuple[str, str], dict] = {}
         raw_onnx = work / "raw.onnx"
-        tflite_to_onnx(original.path, raw_onnx)
+        reference.to_onnx(raw_onnx)
         fp32_onnx = out_dir / f"{variant.id}_fp32.onnx"
         simplify(raw_onnx, fp32_onnx)
         model["complexity"] = complexity(fp32_onnx)
@@ -147,15 +148,15 @@ def build_variant(variant, original: ResolvedFile, opts: BuildOptions) -> Varian
             summary = {k: round(v, 6) if isinstance(v, float) else v for k, v in report.summary().items()}
             log(f"[{variant.id}] {fmt}/{precision}: {'PASS' if report.passed else 'FAIL'} {summary}")
             parity_entry = {**_rounded(report.to_dict()), "images": str(opts.calibration_images),
-                            "reference": "original in TFLite reference kernels"}
+                            "reference": REFERENCE_RUNTIME[recipe["original_format"]]}
             if report.passed:
                 model["artifacts"].append(_artifact_entry(out_dir, path, fmt, precision, parity_entry,
                                                           extra.get((fmt, precision), {})))
             else:
                 path.unlink()
                 failures.append(f"{variant.id} {fmt}/{precision}: " + "; ".join(report.failures)
-                                + f" [original's own XNNPACK vs reference kernels: rel_err "
-                                  f"{max(noise.values()):.2g}]")
+                                + (f" [original's own XNNPACK vs reference kernels: rel_err "
+                                   f"{max(noise.values()):.2g}]" if noise else ""))
                 model["rejected"].append({"format": fmt, "precision": precision, "reason": "parity gate failed",
                                           "parity": parity_entry, **extra.get((fmt, precision), {})})
         for (fmt, precision), info in extra.items():
@@ -185,20 +186,23 @@ class ParityBench:
     progress: bool = False
 
     @classmethod
-    def prepare(cls, original: Path, model: dict, images: Path, limit: int | None = None,
+    def prepare(cls, original, model: dict, images: Path, limit: int | None = None,
                 progress: bool = False) -> "ParityBench":
+        """`original`: the model in its own framework (converters.originals)."""
         spec = model["input"]
-        samples = calibration.load_samples(images, spec, spec["crop"], limit)
+        samples = calibration.load_samples(images, spec, model.get("calibration_crop", spec["crop"]), limit)
         feeds = [{spec["name"]: s.tensor} for s in samples]
-        runner = open_runner(original, reference_kernels=True)
-        reference = [runner(f) for f in _bar(feeds, f"original {Path(original).name}", progress)]
+        reference = [original.run(f) for f in _bar(feeds, "original", progress)]
         return cls(samples, feeds, reference, model["decoder"], float(max(calibration.input_hw(spec))), progress)
 
-    def kernel_noise(self, original: Path) -> dict[str, float]:
-        """Per output, how far the original's default kernels (XNNPACK) are from its reference
+    def kernel_noise(self, original) -> dict[str, float]:
+        """Per output, how far a TFLite original's default kernels (XNNPACK) are from its reference
         kernels (max error / output range): the original's own float noise floor, printed next to
-        any FP32 tensor failure so a reader can judge it. Informational: gates do not use it."""
-        runner = open_runner(original)
+        any FP32 tensor failure so a reader can judge it. Informational: gates do not use it.
+        Empty for originals with a single kernel set (Keras)."""
+        runner = original.fast_runner()
+        if runner is None:
+            return {}
         fast = [runner(f) for f in self.feeds]
         return {name: float(parity.tensor_metrics(np.stack([r[name] for r in self.reference]),
                                                   np.stack([f[name] for f in fast]))["rel_err"])
@@ -215,7 +219,8 @@ class ParityBench:
 
         runner = open_runner(path, reference_kernels=reference_kernels)
         outputs = [runner(f) for f in _bar(self.feeds, f"parity {Path(path).name}", self.progress)]
-        report = parity.compare(self.reference, outputs, lambda o: decode(self.decoder, o), self.keypoint_scale)
+        report = parity.compare(self.reference, outputs, lambda o: decode(self.decoder, o), self.keypoint_scale,
+                                self.decoder.get("min_score"))
         return parity.apply_gate(report, thresholds)
 
 
@@ -274,7 +279,8 @@ def _model_entry(variant, original: ResolvedFile) -> dict:
     return {"id": variant.id, "family": variant.family, "variant": variant.variant, "task": r["task"],
             "title": r["title"], "license": r["license"], "paper": r["paper"], "keypoints": r["keypoints"],
             "source": _source_entry(variant, original), "input": r["input"], "outputs": r["outputs"],
-            "decoder": r["decoder"], "complexity": {}, "artifacts": [], "rejected": []}
+            "decoder": r["decoder"], "complexity": {}, "artifacts": [], "rejected": [],
+            **({"calibration_crop": r["calibration_crop"]} if "calibration_crop" in r else {})}
 
 
 def _artifact_entry(out_dir: Path, path: Path, fmt: str, precision: str, parity_entry: dict, extra: dict) -> dict:

@@ -4,12 +4,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
+from .originals import open_original
 from .pipeline import ParityBench
 from .sources import FileSpec, Resolver, sha256_of
 
 
 def verify_manifest(manifest_path: Path, images: Path | None, resolver: Resolver,
                     log: Callable[[str], None] = print) -> dict:
+    from recipes import select
     from zoo.manifest import read_manifest
 
     manifest = read_manifest(manifest_path)
@@ -20,7 +22,8 @@ def verify_manifest(manifest_path: Path, images: Path | None, resolver: Resolver
         src = model["source"]
         spec = FileSpec(src["file"], src["sha256"], src["bytes"])
         original = resolver.resolve(spec, f"{model['id']} (original {src['file']})")
-        bench = ParityBench.prepare(original.path, model, images or Path(model["build"]["calibration_images"]),
+        variant = next(iter(select([model["id"]])))
+        bench = ParityBench.prepare(open_original(variant, original.path), model, images or Path(model["build"]["calibration_images"]),
                                     model["build"].get("samples"))
         for art in model["artifacts"]:
             name = f"{model['id']} {art['format']}/{art['precision']}"

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import importlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,10 @@ class Variant:
             merged[precision].update(bounds)
         return merged
 
+    def family_module(self, name: str):
+        """The family's own code (`recipes/<family>/<name>.py`): an architecture, a Keras loader."""
+        return importlib.import_module(f"recipes.{self.family}.{name}")
+
     @property
     def int8_options(self) -> dict:
         return {"io_dtype": "float32", "method": "minmax", "max_float_share": 0.75, **self.recipe.get("int8", {})}
@@ -51,8 +56,21 @@ def load_recipe(path: Path) -> list[Variant]:
     except jsonschema.ValidationError as e:
         where = "/".join(str(p) for p in e.absolute_path) or "(top level)"
         raise RecipeError(f"{path}: invalid recipe at {where}: {e.message}") from e
-    return [Variant(v["id"], data["family"], v["variant"], FileSpec.from_dict(v["file"]), data)
+    return [Variant(v["id"], data["family"], v["variant"], FileSpec.from_dict(v["file"]), _merged(data, v))
             for v in data["variants"]]
+
+
+VARIANT_OVERRIDES = ("original_format", "input", "outputs", "decoder")
+
+
+def _merged(family: dict, variant: dict) -> dict:
+    """The family recipe with a variant's own `original_format`/`outputs` (replaced) and
+    `input`/`decoder` (key by key): e.g. EfficientPose's resolutions and Lite normalization."""
+    recipe = copy.deepcopy(family)
+    for key in VARIANT_OVERRIDES:
+        if key in variant:
+            recipe[key] = {**recipe[key], **variant[key]} if isinstance(variant[key], dict) else variant[key]
+    return recipe
 
 
 def all_variants() -> list[Variant]:

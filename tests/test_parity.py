@@ -49,3 +49,21 @@ def test_visible_pck_counts_only_keypoints_the_original_sees():
     off = [{"kp": np.array([[10.0, 10.0, 0.9, 60.0, 50.0, 0.1]])}]
     report = compare(ref, off, lambda o: d(spec, o), 100.0)
     assert report.pck["0.05"] == 0.5 and report.pck_visible["0.05"] == 1.0
+
+
+def test_keypoints_below_the_decoders_threshold_count_as_not_found():
+    from zoo.decoders import decode
+
+    spec = {"type": "heatmap", "output": "maps", "layout": "NHWC", "stride": 1.0, "min_score": 0.3}
+    ref = np.zeros((1, 10, 10, 4), np.float32)
+    ref[0, 2, 2, 0] = 0.9          # found by both, same place
+    ref[0, 5, 5, 1] = 0.1          # found by neither: the artifact's argmax elsewhere is no answer
+    ref[0, 7, 7, 2] = 0.31         # just across the threshold on one side only, same place: agrees
+    ref[0, 1, 8, 3] = 0.9          # found by the original, the artifact peaks elsewhere: a miss
+    out = ref.copy()
+    out[0, 5, 5, 1], out[0, 0, 9, 1] = 0.0, 0.1
+    out[0, 7, 7, 2] = 0.29
+    out[0, 1, 8, 3], out[0, 8, 1, 3] = 0.1, 0.2
+    report = compare([{"maps": ref}], [{"maps": out}], lambda o: decode(spec, o), 10.0, spec["min_score"])
+    assert report.pck["0.05"] == pytest.approx(3 / 4)
+    assert report.worst_keypoint_err == pytest.approx(np.hypot(7, 7) / 10)

@@ -25,3 +25,16 @@ def test_invalid_recipe_names_file_and_field(tmp_path):
     bad.write_text(text.replace("sha256: f17bfbecadb", "sha256: XYZ"))
     with pytest.raises(RecipeError, match=r"recipe.yaml: invalid recipe at variants/0/file/sha256"):
         load_recipe(bad)
+
+
+def test_efficientpose_variants_override_the_family_input():
+    by_id = {v.id: v for v in recipes.select(["efficientpose"])}
+    assert set(by_id) == {"efficientpose-rt", "efficientpose-rt-lite", "efficientpose-i", "efficientpose-i-lite",
+                          "efficientpose-ii", "efficientpose-ii-lite"}
+    lite, full, ii = by_id["efficientpose-i-lite"].recipe, by_id["efficientpose-i"].recipe, by_id["efficientpose-ii"].recipe
+    assert lite["input"]["shape"] == full["input"]["shape"] == [1, 256, 256, 3]
+    assert lite["input"]["normalization"]["mean"] == [127.5] * 3 and full["input"]["normalization"]["mean"][0] == 123.675
+    assert lite["input"]["crop"] == full["input"]["crop"] == {"kind": "whole_image", "resize": "letterbox"}
+    assert [o["name"] for o in lite["outputs"]] == ["upscaled_confs"] and len(full["outputs"]) == 4
+    assert ii["original_format"] == "tflite" and ii["decoder"]["output"] == "upscaled_confs/BiasAdd"
+    assert ii["decoder"]["type"] == "heatmap" and full["original_format"] == "keras"

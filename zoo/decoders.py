@@ -29,7 +29,34 @@ def decode_regression(spec: dict, outputs: dict[str, np.ndarray]) -> tuple[np.nd
     return xy, scores
 
 
-DECODERS = {"regression": decode_regression}
+def decode_heatmap(spec: dict, outputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """One heatmap per keypoint: the argmax cell, optionally moved a quarter cell towards the
+    higher neighbour (`refine: quarter_offset`, the SimpleBaseline/mmpose convention), plus
+    `pixel_offset` (0.5 puts the point at the cell's centre), times `stride` input pixels per cell.
+
+    Returns (K x 2 keypoints in input pixels, K scores = the heatmap maxima)."""
+    maps = np.asarray(outputs[spec["output"]], dtype=np.float32)[0]
+    if spec.get("layout", "NHWC") == "NCHW":
+        maps = maps.transpose(1, 2, 0)
+    height, width, channels = maps.shape
+    flat = maps.reshape(-1, channels)
+    index = flat.argmax(0)
+    scores = flat.max(0)
+    y, x = (index // width).astype(np.float32), (index % width).astype(np.float32)
+    if spec.get("refine", "none") == "quarter_offset":
+        k = np.arange(channels)
+        xi, yi = (index % width), (index // width)
+        inner = (xi > 1) & (xi < width - 1) & (yi > 1) & (yi < height - 1)  # as mmpose: 1 < p < size - 1
+        dx = maps[yi, np.minimum(xi + 1, width - 1), k] - maps[yi, np.maximum(xi - 1, 0), k]
+        dy = maps[np.minimum(yi + 1, height - 1), xi, k] - maps[np.maximum(yi - 1, 0), xi, k]
+        x += np.where(inner, 0.25 * np.sign(dx), 0.0)
+        y += np.where(inner, 0.25 * np.sign(dy), 0.0)
+    offset, stride = spec.get("pixel_offset", 0.0), spec.get("stride", 1.0)
+    xy = np.stack([(x + offset) * stride, (y + offset) * stride], axis=1)
+    return xy[: spec.get("num_keypoints", channels)], scores[: spec.get("num_keypoints", channels)]
+
+
+DECODERS = {"regression": decode_regression, "heatmap": decode_heatmap}
 
 
 def decode(spec: dict, outputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,30 @@
+"""Keras model (tf_keras, in memory) -> ONNX with tf2onnx; outputs named after the Keras outputs."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from .fileio import atomic_path
+from .tflite_to_onnx import OPSET, canonicalize_names
+
+
+def keras_to_onnx(model, input_spec: dict, onnx_path: Path, opset: int = OPSET) -> Path:
+    import onnx
+    import tensorflow as tf
+    from tf2onnx import convert, utils
+
+    logging.getLogger("tf2onnx").setLevel(logging.ERROR)
+    utils.INTERNAL_NAME = 1
+    names = model.output_names
+    signature = [tf.TensorSpec(input_spec["shape"], tf.float32, name=input_spec["name"])]
+
+    @tf.function
+    def forward(x):
+        outputs = model(x, training=False)
+        return dict(zip(names, outputs if isinstance(outputs, (list, tuple)) else [outputs]))
+
+    onnx_model, _ = convert.from_function(forward, input_signature=signature, opset=opset)
+    canonicalize_names(onnx_model)
+    with atomic_path(onnx_path) as tmp:
+        onnx.save(onnx_model, tmp)
+    return onnx_path

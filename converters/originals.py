@@ -1,0 +1,54 @@
+"""The original model running in its own framework: the reference for parity and the start of
+every conversion. A TFLite original runs on TFLite's reference kernels; a Keras original on
+tf_keras (the family's recipe code builds it without running code from the file)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .runtimes import open_runner
+
+
+class TFLiteOriginal:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.run = open_runner(path, reference_kernels=True)
+
+    def to_onnx(self, onnx_path: Path) -> Path:
+        from .tflite_to_onnx import tflite_to_onnx
+
+        return tflite_to_onnx(self.path, onnx_path)
+
+    def fast_runner(self):
+        """The same file on TFLite's default (XNNPACK) kernels: the original's own float noise."""
+        return open_runner(self.path)
+
+
+class KerasOriginal:
+    def __init__(self, model, input_spec: dict):
+        self.model, self.input_spec = model, input_spec
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        x = feeds.get(self.input_spec["name"], next(iter(feeds.values())))
+        outputs = self.model(x, training=False)
+        outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+        return {name: np.asarray(y, np.float32) for name, y in zip(self.model.output_names, outputs)}
+
+    def to_onnx(self, onnx_path: Path) -> Path:
+        from .keras_to_onnx import keras_to_onnx
+
+        return keras_to_onnx(self.model, self.input_spec, onnx_path)
+
+    def fast_runner(self):
+        return None
+
+
+def open_original(variant, path: Path):
+    """`variant` (a recipe Variant) says the original's format and, for Keras, how to build it."""
+    fmt = variant.recipe["original_format"]
+    if fmt == "tflite":
+        return TFLiteOriginal(path)
+    if fmt == "keras":
+        return KerasOriginal(variant.family_module("original").load(path, variant.recipe), variant.recipe["input"])
+    raise NotImplementedError(f"{variant.id}: originals of format {fmt!r} are not wired yet")
