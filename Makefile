@@ -15,14 +15,19 @@ $(STAMP): pyproject.toml requirements/lock.txt requirements/no-deps.txt
 
 install: $(STAMP)
 
-# Main job: all three BlazePose landmark models, up to 18 artifacts, from Google's npm package
-# (offline: put the .tflite files in a folder and add MIRROR=that/folder). --keep-going: an
-# artifact that fails its parity gate is not published and is listed (NOT PUBLISHED lines and
-# `rejected` in the manifest), and the published ones are verified.
+# Main job: the families whose genuine originals are reachable here, up to 54 artifacts:
+# BlazePose Lite/Full/Heavy from Google's npm package, EfficientPose RT/RT-Lite/I/I-Lite (the
+# authors' Keras files) and II/II-Lite (their TFLite) from the mirror folder MIRROR (default: the
+# shared checkpoints; files are matched by sha256 or name). --keep-going: an artifact that fails
+# its parity gate is not published and is listed (NOT PUBLISHED lines and `rejected` in the
+# manifest), and the published ones are verified.
+MIRROR ?= $(SHARED)/checkpoints
+FAMILIES ?= blazepose efficientpose
+
 build: $(STAMP)
-	$(VENV)/bin/posezoo build blazepose --out $(OUT) --calibration-images $(SHARED)/images \
-		$(if $(MIRROR),--mirror $(MIRROR),) --keep-going
-	$(VENV)/bin/posezoo verify $(OUT)/manifest.json $(if $(MIRROR),--mirror $(MIRROR),)
+	$(VENV)/bin/posezoo build $(FAMILIES) --out $(OUT) --calibration-images $(SHARED)/images \
+		--mirror $(MIRROR) --keep-going
+	$(VENV)/bin/posezoo verify $(OUT)/manifest.json --mirror $(MIRROR)
 
 test: $(STAMP)
 	POSEZOO_SHARED=$(abspath $(SHARED)) $(VENV)/bin/python -m pytest -q

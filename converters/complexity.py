@@ -15,6 +15,9 @@ def complexity(onnx_path: Path) -> dict:
     model = shape_inference.infer_shapes(onnx.load(str(onnx_path)))
     graph = model.graph
     inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    for node in graph.node:  # the TorchScript exporter shares equal constants through Identity nodes
+        if node.op_type == "Identity" and node.input[0] in inits:
+            inits[node.output[0]] = inits[node.input[0]]
     shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
               for v in list(graph.value_info) + list(graph.output) + list(graph.input)}
     consumed_as_weight = set()

@@ -1,6 +1,7 @@
 """The original model running in its own framework: the reference for parity and the start of
 every conversion. A TFLite original runs on TFLite's reference kernels; a Keras original on
-tf_keras (the family's recipe code builds it without running code from the file)."""
+tf_keras and a PyTorch original in torch (the family's recipe code builds both, without running
+code from the file)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -44,6 +45,28 @@ class KerasOriginal:
         return None
 
 
+class TorchOriginal:
+    def __init__(self, module, input_spec: dict, output_names: list[str]):
+        self.module, self.input_spec, self.output_names = module.eval(), input_spec, output_names
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        import torch
+
+        x = torch.from_numpy(feeds.get(self.input_spec["name"], next(iter(feeds.values()))))
+        with torch.no_grad():
+            outputs = self.module(x)
+        outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+        return {name: y.numpy().astype(np.float32) for name, y in zip(self.output_names, outputs)}
+
+    def to_onnx(self, onnx_path: Path) -> Path:
+        from .torch_to_onnx import torch_to_onnx
+
+        return torch_to_onnx(self.module, self.input_spec, self.output_names, onnx_path)
+
+    def fast_runner(self):
+        return None
+
+
 def open_original(variant, path: Path):
     """`variant` (a recipe Variant) says the original's format and, for Keras, how to build it."""
     fmt = variant.recipe["original_format"]
@@ -51,4 +74,7 @@ def open_original(variant, path: Path):
         return TFLiteOriginal(path)
     if fmt == "keras":
         return KerasOriginal(variant.family_module("original").load(path, variant.recipe), variant.recipe["input"])
+    if fmt == "torch":
+        module = variant.family_module("model").load_official(path, variant.variant)
+        return TorchOriginal(module, variant.recipe["input"], [o["name"] for o in variant.recipe["outputs"]])
     raise NotImplementedError(f"{variant.id}: originals of format {fmt!r} are not wired yet")

@@ -23,13 +23,14 @@ from .onnx_fp16 import onnx_to_fp16
 from .onnx_int8 import all_node_names, onnx_to_int8, output_head_nodes
 from .onnx_to_tflite import onnx2tf_sample, onnx_to_tflite
 from .originals import open_original
-from .runtimes import open_runner, runtime_versions
+from .runtimes import fit_layout, open_runner, runtime_versions
 from .simplify import simplify
 from .sources import ResolvedFile, Resolver, user_checkpoint
 from .tflite_int8 import float_op_order, saved_model_to_int8
 
 FORMATS = ("onnx", "tflite")
-REFERENCE_RUNTIME = {"tflite": "original in TFLite reference kernels", "keras": "original in tf_keras (TensorFlow)"}
+REFERENCE_RUNTIME = {"tflite": "original in TFLite reference kernels", "keras": "original in tf_keras (TensorFlow)",
+                     "torch": "original in PyTorch"}
 PRECISIONS = ("fp32", "fp16", "int8")
 TOOLS = ("tf2onnx", "onnx2tf", "onnx", "onnxsim", "onnxruntime", "onnxconverter-common", "tensorflow-cpu",
          "ai-edge-litert")
@@ -109,6 +110,7 @@ def build_variant(variant, original: ResolvedFile, opts: BuildOptions) -> Varian
             tfl = onnx_to_tflite(fp32_onnx, work, variant.id, onnx2tf_sample(rgb),
                                  keep_nhwc_inputs=spec["layout"] == "NHWC")
             saved_model = tfl.saved_model
+            tflite_input_shape = open_runner(tfl.fp32).inputs[0]["shape"]  # NHWC, also for NCHW models
             for precision, path in (("fp32", tfl.fp32), ("fp16", tfl.fp16)):
                 if precision in opts.precisions:
                     candidates["tflite", precision] = shutil.move(path, out_dir / path.name)
@@ -131,7 +133,7 @@ def build_variant(variant, original: ResolvedFile, opts: BuildOptions) -> Varian
             if "tflite" in opts.formats:
                 log(f"[{variant.id}] TFLite INT8 (TFLiteConverter, io {int8['io_dtype']}) with mixed-precision search")
                 target = out_dir / f"{variant.id}_int8.tflite"
-                calib = [f[spec["name"]] for f in feeds]
+                calib = [fit_layout(f[spec["name"]], tflite_input_shape) for f in feeds]
                 order, heads = float_op_order(saved_model)
                 result = search_float_prefix(
                     order, lambda nodes: saved_model_to_int8(saved_model, target, calib, int8["io_dtype"], nodes),
@@ -151,7 +153,7 @@ def build_variant(variant, original: ResolvedFile, opts: BuildOptions) -> Varian
                             "reference": REFERENCE_RUNTIME[recipe["original_format"]]}
             if report.passed:
                 model["artifacts"].append(_artifact_entry(out_dir, path, fmt, precision, parity_entry,
-                                                          extra.get((fmt, precision), {})))
+                                                          extra.get((fmt, precision), {}), spec))
             else:
                 path.unlink()
                 failures.append(f"{variant.id} {fmt}/{precision}: " + "; ".join(report.failures)
@@ -283,10 +285,14 @@ def _model_entry(variant, original: ResolvedFile) -> dict:
             **({"calibration_crop": r["calibration_crop"]} if "calibration_crop" in r else {})}
 
 
-def _artifact_entry(out_dir: Path, path: Path, fmt: str, precision: str, parity_entry: dict, extra: dict) -> dict:
+def _artifact_entry(out_dir: Path, path: Path, fmt: str, precision: str, parity_entry: dict, extra: dict,
+                    spec: dict) -> dict:
     from .sources import sha256_of
 
     runner = open_runner(path)
+    io = runner.io_details()
+    same = list(io["inputs"][0]["shape"]) == list(spec["shape"])
+    layout = spec["layout"] if same else {"NCHW": "NHWC", "NHWC": "NCHW"}[spec["layout"]]
     if fmt == "onnx":
         import onnx
 
@@ -297,5 +303,5 @@ def _artifact_entry(out_dir: Path, path: Path, fmt: str, precision: str, parity_
         info = {"tflite_schema_version": 3}
     return {"format": fmt, "precision": precision, "path": str(path.relative_to(out_dir.parent)),
             "sha256": sha256_of(path), "bytes": path.stat().st_size, "origin": "converted",
-            "io": runner.io_details(), "format_info": info, **extra, "parity": parity_entry,
+            "input_layout": layout, "io": io, "format_info": info, **extra, "parity": parity_entry,
             "verified_with": {**tool_versions(), **runtime_versions()}}

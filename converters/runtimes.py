@@ -16,6 +16,15 @@ def _quantize(x: np.ndarray, dtype, scale: float, zero_point: int) -> np.ndarray
     return np.clip(np.round(x / scale) + zero_point, info.min, info.max).astype(dtype)
 
 
+def fit_layout(x: np.ndarray, shape) -> np.ndarray:
+    """`x` in the layout the artifact expects: as is, or NCHW -> NHWC (onnx2tf turns NCHW models
+    into NHWC ones)."""
+    shape = tuple(int(d) for d in shape)
+    if x.ndim == 4 and x.shape != shape and x.transpose(0, 2, 3, 1).shape == shape:
+        return np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    return x
+
+
 class TFLiteRunner:
     """`reference_kernels`: TFLite's reference op implementations, no XNNPACK. Parity uses them on
     both sides: XNNPACK's own float rounding differs from the reference by up to 1.8e-4 of the
@@ -47,7 +56,7 @@ class TFLiteRunner:
 
     def __call__(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         for d in self.inputs:
-            x = feeds[d["name"]] if d["name"] in feeds else next(iter(feeds.values()))
+            x = fit_layout(feeds[d["name"]] if d["name"] in feeds else next(iter(feeds.values())), d["shape"])
             scale, zp = d["quantization"]
             if np.issubdtype(d["dtype"], np.integer) and scale and np.issubdtype(x.dtype, np.floating):
                 x = _quantize(x, d["dtype"], scale, zp)

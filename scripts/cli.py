@@ -31,14 +31,18 @@ def _resolver(args):
 def cmd_list(args) -> int:
     import recipes
 
-    variants = recipes.all_variants()
+    rows = [{"id": v.id, "family": v.family, "variant": v.variant, "task": v.recipe["task"],
+             "aliases": v.aliases, "original_format": v.recipe["original_format"], "file": v.file.name,
+             "sha256": v.file.sha256 or None, "sha256_prefix": v.file.sha256_prefix or None,
+             "license": v.recipe["license"]} for v in recipes.all_variants()]
     if args.json:
-        print(json.dumps([{"id": v.id, "family": v.family, "variant": v.variant, "task": v.recipe["task"],
-                           "file": v.file.name, "sha256": v.file.sha256, "license": v.recipe["license"]}
-                          for v in variants], indent=2))
-    else:
-        for v in variants:
-            print(f"{v.id:28s} {v.family:14s} {v.recipe['task']:24s} {v.file.name}")
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"{'id':34s} {'family':17s} {'task':24s} {'original':9s} {'pinned by':15s} aliases")
+    for r in rows:
+        pinned = "sha256" if r["sha256"] else (f"prefix {r['sha256_prefix']}" if r["sha256_prefix"] else "--checkpoint")
+        print(f"{r['id']:34s} {r['family']:17s} {r['task']:24s} {r['original_format']:9s} {pinned:15s} "
+              f"{', '.join(r['aliases'])}")
     return 0
 
 

@@ -19,7 +19,7 @@ def artifact(fmt, precision, sha="1"):
     parity = {"samples": 1, "rel_err": 0, "cos": 1, "snr_db": "inf", "pck@0.01": 1, "pck@0.02": 1, "pck@0.05": 1,
               "worst_keypoint_err": 0, "outputs": {}, "thresholds": {}, "passed": True, "failures": []}
     return {"format": fmt, "precision": precision, "path": f"m-1/m-1_{precision}.{fmt}", "sha256": sha * 64,
-            "bytes": 1, "origin": "converted", "io": {"inputs": [], "outputs": []}, "parity": parity,
+            "bytes": 1, "origin": "converted", "input_layout": "NHWC", "io": {"inputs": [], "outputs": []}, "parity": parity,
             "verified_with": {}}
 
 

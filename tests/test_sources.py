@@ -156,3 +156,26 @@ def test_user_checkpoint_records_its_hash(tmp_path):
     (tmp_path / "page.tflite").write_text("<html>nope</html>")
     with pytest.raises(SourceError, match="HTML"):
         user_checkpoint(tmp_path / "page.tflite", "v")
+
+
+def test_prefix_published_by_the_file_name_is_checked(tmp_path):
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / "net_coco-12345678.pth").write_bytes(PAYLOAD)
+    good = FileSpec("net_coco-12345678.pth", "", None, (), hashlib.sha256(PAYLOAD).hexdigest()[:8])
+    got = Resolver(tmp_path / "cache", mirror, offline=True).resolve(good, "litehrnet-18")
+    assert got.origin == "mirror" and got.sha256 == hashlib.sha256(PAYLOAD).hexdigest()
+    bad = FileSpec("net_coco-12345678.pth", "", None, (), "00000000")
+    with pytest.raises(SourceError, match=r"expected sha256 00000000\.\.\. \(prefix published with the file\)"):
+        Resolver(tmp_path / "cache2", mirror, offline=True).resolve(bad, "litehrnet-18")
+
+
+def test_a_file_without_any_published_hash_must_come_from_the_user(tmp_path):
+    from converters.sources import Source
+
+    spec = FileSpec("final_state.pth", "", None,
+                    (Source("manual", url="https://drive.google.com/drive/folders/x", path="coco/A/final_state.pth"),))
+    with pytest.raises(SourceError) as err:
+        Resolver(tmp_path / "cache", None, offline=True).resolve(spec, "efficientposenas-a-coco-256x192")
+    msg = str(err.value)
+    assert "no checksum" in msg and "--checkpoint PATH" in msg and "coco/A/final_state.pth" in msg

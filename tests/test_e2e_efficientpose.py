@@ -1,0 +1,42 @@
+"""End-to-end: `posezoo build efficientpose-rt-lite` from the authors' genuine Keras .h5.
+
+The original comes from the shared mirror (`checkpoints/efficientpose/EfficientPoseRT_LITE.h5`,
+matched by sha256); parity runs it in tf_keras on frames of the real people in ../shared/images.
+"""
+import pytest
+
+from scripts.cli import main
+from zoo.manifest import read_manifest
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, shared):
+    out = tmp_path_factory.mktemp("zoo")
+    cache = tmp_path_factory.mktemp("cache")
+    code = main(["build", "efficientpose-rt-lite", "--out", str(out), "--calibration-images", str(shared / "images"),
+                 "--mirror", str(shared / "checkpoints"), "--cache", str(cache), "--offline", "--keep-going"])
+    return out, cache, code
+
+
+def test_builds_from_the_genuine_keras_file_and_reports_every_artifact(built):
+    out, _, code = built
+    (model,) = read_manifest(out / "manifest.json")["models"]
+    assert code == 0
+    assert model["source"]["sha256"] == "ce0c91259b075180177d070d0be1e71ff8695d7c123745efb950743aa90699ae"
+    assert model["source"]["origin"] == "mirror"
+    assert model["calibration_crop"]["kind"] == "box" and model["input"]["crop"]["kind"] == "whole_image"
+    arts = {(a["format"], a["precision"]): a for a in model["artifacts"]}
+    rejected = {(r["format"], r["precision"]) for r in model["rejected"]}
+    assert set(arts) | rejected == {(f, p) for f in ("onnx", "tflite") for p in ("fp32", "fp16", "int8")}
+    for key in (("onnx", "fp32"), ("tflite", "fp32")):
+        assert arts[key]["parity"]["rel_err"] <= 1e-4 and arts[key]["parity"]["pck@0.01"] == 1.0
+        assert arts[key]["parity"]["reference"] == "original in tf_keras (TensorFlow)"
+    for a in arts.values():
+        assert a["parity"]["passed"] and a["parity"]["samples"] >= 20 and (out / a["path"]).is_file()
+
+
+def test_verify_reruns_parity_against_the_keras_original(built, shared):
+    out, cache, _ = built
+    assert main(["verify", str(out / "manifest.json"), "--cache", str(cache), "--offline"]) == 0
