@@ -25,6 +25,7 @@ def atomic_path(target: Path):
             tmp.unlink()
 
 
-def atomic_copy(src: Path, target: Path) -> None:
+def atomic_copy(src: Path, target: Path) -> Path:
     with atomic_path(target) as tmp:
         shutil.copyfile(src, tmp)
+    return Path(target)

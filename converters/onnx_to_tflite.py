@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from .fileio import atomic_copy
+from .tflite_names import name_outputs
 
 ONNX2TF_SAMPLE = "calibration_image_sample_data_20x128x128x3_float32.npy"
 
@@ -97,8 +98,11 @@ def onnx_to_tflite(onnx_path: Path, out_dir: Path, stem: str, sample: np.ndarray
             raise ConversionError(f"onnx2tf failed on {onnx_path} (exit {proc.returncode}):\n{tail}")
         result = TFLiteOutputs(out_dir / f"{stem}_fp32.tflite", out_dir / f"{stem}_fp16.tflite",
                                out_dir / f"{stem}_saved_model")
+        outputs = [o.name for o in onnx.load(str(onnx_path), load_external_data=False).graph.output]
         atomic_copy(fp32, result.fp32)
         atomic_copy(fp16, result.fp16)
+        name_outputs(result.fp32, outputs)
+        name_outputs(result.fp16, outputs)
         for f in (fp32, fp16):
             f.unlink()
         if result.saved_model.exists():

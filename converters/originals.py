@@ -12,9 +12,12 @@ from .runtimes import open_runner
 
 
 class TFLiteOriginal:
-    def __init__(self, path: Path):
+    """`reference_kernels=False` for a vendor's full-integer file: its integer results are what its
+    default kernels (XNNPACK) compute, and what our ONNX conversion of it reproduces."""
+
+    def __init__(self, path: Path, reference_kernels: bool = True):
         self.path = Path(path)
-        self.run = open_runner(path, reference_kernels=True)
+        self.run = open_runner(path, reference_kernels=reference_kernels)
 
     def to_onnx(self, onnx_path: Path) -> Path:
         from .tflite_to_onnx import tflite_to_onnx
@@ -77,4 +80,5 @@ def open_original(variant, path: Path):
     if fmt == "torch":
         module = variant.family_module("model").load_official(path, variant.variant)
         return TorchOriginal(module, variant.recipe["input"], [o["name"] for o in variant.recipe["outputs"]])
-    raise NotImplementedError(f"{variant.id}: originals of format {fmt!r} are not wired yet")
+    raise ValueError(f"{variant.id}: converting {fmt} originals is not supported yet; build the precisions "
+                     "the publisher's own files cover (posezoo list --json shows them), e.g. --precisions int8")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib.metadata import version
 from pathlib import Path
 from typing import Callable
@@ -22,7 +22,7 @@ from .int8_search import search_float_prefix
 from .onnx_fp16 import onnx_to_fp16
 from .onnx_int8 import all_node_names, onnx_to_int8, output_head_nodes
 from .onnx_to_tflite import onnx2tf_sample, onnx_to_tflite
-from .originals import open_original
+from .originals import TFLiteOriginal, open_original
 from .runtimes import fit_layout, open_runner, runtime_versions
 from .simplify import simplify
 from .sources import ResolvedFile, Resolver, user_checkpoint
@@ -64,16 +64,91 @@ def resolve_original(variant, resolver: Resolver, checkpoint: Path | None) -> Re
     return user_checkpoint(checkpoint, what) if checkpoint else resolver.resolve(variant.file, what)
 
 
-def _source_entry(variant, original: ResolvedFile) -> dict:
-    entry = {"file": variant.file.name, "sha256": original.sha256, "bytes": original.bytes,
-             "origin": original.origin, "urls": [s.describe() for s in variant.file.sources]}
+def _source_entry(spec, original: ResolvedFile) -> dict:
+    entry = {"file": spec.name, "sha256": original.sha256, "bytes": original.bytes,
+             "origin": original.origin, "urls": [s.describe() for s in spec.sources]}
     if original.origin == "user":
         entry.update(user_supplied=True, file=Path(original.path).name)
     return entry
 
 
-def build_variant(variant, original: ResolvedFile, opts: BuildOptions) -> VariantResult:
-    """Convert one variant into `opts.out/<id>/`, returning its manifest entry."""
+def resolve_inputs(variant, resolver: Resolver, checkpoint: Path | None,
+                   precisions: tuple[str, ...]) -> tuple[ResolvedFile | None, dict]:
+    """The files a build of `precisions` needs: the publisher's own files for the precisions they
+    cover (unless the user hands over a checkpoint), and the original for the rest."""
+    vendor = {} if checkpoint else {
+        key: resolver.resolve(spec, f"{variant.id} (the publisher's {key[0]} {key[1]} file {spec.name})")
+        for key, spec in variant.vendor_files.items() if key[1] in precisions}
+    own = [p for p in precisions if p not in {precision for _, precision in vendor}]
+    return (resolve_original(variant, resolver, checkpoint) if own else None), vendor
+
+
+def build_variant(variant, original: ResolvedFile | None, opts: BuildOptions, vendor: dict | None = None) -> VariantResult:
+    """Build one variant into `opts.out/<id>/`, returning its manifest entry: our conversions of
+    the original, and the publisher's own files (`vendor`) for the precisions they cover."""
+    vendor = vendor or {}
+    own = tuple(p for p in opts.precisions if p not in {precision for _, precision in vendor})
+    if original is not None and own:
+        result = _build_converted(variant, original, replace(opts, precisions=own))
+    else:
+        key, file = next(iter(vendor.items()))
+        result = VariantResult(_model_entry(variant, file, variant.vendor_files[key]))
+    for (fmt, precision), file in vendor.items():
+        start = time.time()
+        result.failures += _publish_vendor_int8(variant, file, opts, result.model)
+        result.seconds += time.time() - start
+    return result
+
+
+def _publish_vendor_int8(variant, file: ResolvedFile, opts: BuildOptions, model: dict) -> list[str]:
+    """The publisher's full-integer TFLite, unchanged (origin: vendor), and our ONNX INT8 of it,
+    gated against it on its default kernels, whose integer rounding the conversion reproduces."""
+    from zoo.metadata import embed, essentials
+
+    from .fileio import atomic_copy
+    from .tflite_int8_to_onnx import quantized_tflite_to_onnx
+
+    log, recipe = opts.log, variant.recipe
+    out_dir = Path(opts.out) / variant.id
+    out_dir.mkdir(parents=True, exist_ok=True)
+    bench = ParityBench.prepare(TFLiteOriginal(file.path, reference_kernels=False), recipe, opts.calibration_images,
+                                opts.max_samples, opts.progress)
+    reference = "the publisher's INT8 TFLite on LiteRT's default kernels"
+    vendor_path = atomic_copy(file.path, out_dir / f"{variant.id}_int8_vendor.tflite")
+    report = bench.check(vendor_path, variant.thresholds["int8"], reference_kernels=False)
+    model["artifacts"].append(_artifact_entry(
+        out_dir, vendor_path, "tflite", "int8", {**_rounded(report.to_dict()), "images": str(opts.calibration_images),
+                                                 "reference": reference + " (this file itself)"},
+        {"published_at": [s.describe() for s in variant.vendor_files["tflite", "int8"].sources]}, recipe["input"],
+        origin="vendor"))
+    log(f"[{variant.id}] tflite/int8 (vendor, unchanged): {file.path.name} sha256 {file.sha256[:12]}")
+
+    onnx_path = out_dir / f"{variant.id}_int8.onnx"
+    log(f"[{variant.id}] ONNX INT8 from the vendor's INT8 TFLite (integer semantics reproduced)")
+    semantics = quantized_tflite_to_onnx(file.path, onnx_path)
+    if not model.get("complexity"):
+        model["complexity"] = complexity(onnx_path)
+    embed(onnx_path, essentials(model, "int8"))
+    report = bench.check(onnx_path, variant.thresholds["int8"], reference_kernels=False)
+    summary = {k: round(v, 6) if isinstance(v, float) else v for k, v in report.summary().items()}
+    log(f"[{variant.id}] onnx/int8 (from vendor): {'PASS' if report.passed else 'FAIL'} {summary}")
+    parity_entry = {**_rounded(report.to_dict()), "images": str(opts.calibration_images), "reference": reference}
+    extra = {"quantization": {"source": f"the publisher's INT8 TFLite {file.path.name} (sha256 {file.sha256})",
+                              "integer_semantics": semantics}}
+    model.setdefault("build", {"seconds": 0.0, "samples": len(bench.samples),
+                               "calibration_images": str(opts.calibration_images)})
+    if report.passed:
+        model["artifacts"].append(_artifact_entry(out_dir, onnx_path, "onnx", "int8", parity_entry, extra,
+                                                  recipe["input"]))
+        return []
+    onnx_path.unlink()
+    model["rejected"].append({"format": "onnx", "precision": "int8", "reason": "parity gate failed",
+                              "parity": parity_entry, **extra})
+    return [f"{variant.id} onnx/int8 (from the vendor's TFLite): " + "; ".join(report.failures)]
+
+
+def _build_converted(variant, original: ResolvedFile, opts: BuildOptions) -> VariantResult:
+    """Convert the original into ONNX/TFLite FP32/FP16/INT8 in `opts.out/<id>/`."""
     start = time.time()
     log = opts.log
     recipe = variant.recipe
@@ -135,8 +210,10 @@ def build_variant(variant, original: ResolvedFile, opts: BuildOptions) -> Varian
                 target = out_dir / f"{variant.id}_int8.tflite"
                 calib = [fit_layout(f[spec["name"]], tflite_input_shape) for f in feeds]
                 order, heads = float_op_order(saved_model)
+                onnx_outputs = [o["name"] for o in open_runner(fp32_onnx).io_details()["outputs"]]
                 result = search_float_prefix(
-                    order, lambda nodes: saved_model_to_int8(saved_model, target, calib, int8["io_dtype"], nodes),
+                    order, lambda nodes: saved_model_to_int8(saved_model, target, calib, onnx_outputs, int8["io_dtype"],
+                                                             nodes),
                     evaluate, 1.0, max_float_share=int8["max_float_share"], always_float=heads)
                 _record_int8(candidates, extra, ("tflite", "int8"), result, target, int8, log, variant.id)
 
@@ -276,17 +353,18 @@ def _rounded(d):
     return d
 
 
-def _model_entry(variant, original: ResolvedFile) -> dict:
+def _model_entry(variant, original: ResolvedFile, spec=None) -> dict:
+    """The manifest entry of a model; `spec` names the file `original` is (default: the recipe's original)."""
     r = variant.recipe
     return {"id": variant.id, "family": variant.family, "variant": variant.variant, "task": r["task"],
             "title": r["title"], "license": r["license"], "paper": r["paper"], "keypoints": r["keypoints"],
-            "source": _source_entry(variant, original), "input": r["input"], "outputs": r["outputs"],
+            "source": _source_entry(spec or variant.file, original), "input": r["input"], "outputs": r["outputs"],
             "decoder": r["decoder"], "complexity": {}, "artifacts": [], "rejected": [],
             **({"calibration_crop": r["calibration_crop"]} if "calibration_crop" in r else {})}
 
 
 def _artifact_entry(out_dir: Path, path: Path, fmt: str, precision: str, parity_entry: dict, extra: dict,
-                    spec: dict) -> dict:
+                    spec: dict, origin: str = "converted") -> dict:
     from .sources import sha256_of
 
     runner = open_runner(path)
@@ -302,6 +380,6 @@ def _artifact_entry(out_dir: Path, path: Path, fmt: str, precision: str, parity_
     else:
         info = {"tflite_schema_version": 3}
     return {"format": fmt, "precision": precision, "path": str(path.relative_to(out_dir.parent)),
-            "sha256": sha256_of(path), "bytes": path.stat().st_size, "origin": "converted",
+            "sha256": sha256_of(path), "bytes": path.stat().st_size, "origin": origin,
             "input_layout": layout, "io": io, "format_info": info, **extra, "parity": parity_entry,
             "verified_with": {**tool_versions(), **runtime_versions()}}

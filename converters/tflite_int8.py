@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .fileio import atomic_path
+from .tflite_names import name_outputs
 
 
 def _converter(saved_model: Path, calibration: list[np.ndarray], io_dtype: str, full_integer: bool):
@@ -33,8 +34,9 @@ def _converter(saved_model: Path, calibration: list[np.ndarray], io_dtype: str, 
     return converter
 
 
-def saved_model_to_int8(saved_model: Path, tflite_out: Path, calibration: list[np.ndarray],
+def saved_model_to_int8(saved_model: Path, tflite_out: Path, calibration: list[np.ndarray], output_names: list[str],
                         io_dtype: str = "float32", float_nodes: list[str] = ()) -> Path:
+    """`output_names`: the ONNX outputs, in order (onnx2tf's SavedModel keys them output_<i>)."""
     import tensorflow as tf
 
     if not calibration:
@@ -49,7 +51,7 @@ def saved_model_to_int8(saved_model: Path, tflite_out: Path, calibration: list[n
         model = _converter(saved_model, calibration, io_dtype, full_integer=True).convert()
     with atomic_path(tflite_out) as tmp:
         tmp.write_bytes(model)
-    return tflite_out
+    return name_outputs(tflite_out, output_names)
 
 
 PASS_THROUGH_OPS = {"RESHAPE", "TRANSPOSE", "SQUEEZE", "EXPAND_DIMS", "LOGISTIC", "RELU", "RELU6"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from .originals import open_original
+from .originals import TFLiteOriginal, open_original
 from .pipeline import ParityBench
 from .sources import FileSpec, Resolver, sha256_of
 
@@ -23,7 +23,11 @@ def verify_manifest(manifest_path: Path, images: Path | None, resolver: Resolver
         spec = FileSpec(src["file"], src["sha256"], src["bytes"])
         original = resolver.resolve(spec, f"{model['id']} (original {src['file']})")
         variant = next(iter(select([model["id"]])))
-        bench = ParityBench.prepare(open_original(variant, original.path), model, images or Path(model["build"]["calibration_images"]),
+        # Built from the publisher's own INT8 TFLite: it is the reference, on its default kernels.
+        from_vendor = src["file"] in {spec.name for spec in variant.vendor_files.values()}
+        reference = TFLiteOriginal(original.path, reference_kernels=False) if from_vendor \
+            else open_original(variant, original.path)
+        bench = ParityBench.prepare(reference, model, images or Path(model["build"]["calibration_images"]),
                                     model["build"].get("samples"))
         for art in model["artifacts"]:
             name = f"{model['id']} {art['format']}/{art['precision']}"
@@ -35,7 +39,7 @@ def verify_manifest(manifest_path: Path, images: Path | None, resolver: Resolver
             if got != art["sha256"] or path.stat().st_size != art["bytes"]:
                 failures.append(f"{name}: {path} changed (sha256 {got}, manifest says {art['sha256']})")
                 continue
-            report = bench.check(path, art["parity"]["thresholds"])
+            report = bench.check(path, art["parity"]["thresholds"], reference_kernels=not from_vendor)
             log(f"{name}: hash ok, parity {'PASS' if report.passed else 'FAIL'} "
                 f"(rel_err {report.summary()['rel_err']:.3g}, pck@0.05 {report.pck['0.05']:.3f})")
             checked.append({"artifact": art["path"], **report.summary(), "passed": report.passed})

@@ -42,6 +42,12 @@ class Variant:
     def aliases(self) -> list[str]:
         return _aliases(self)
 
+    @property
+    def vendor_files(self) -> dict[tuple[str, str], FileSpec]:
+        """The publisher's own converted files by (format, precision)."""
+        entry = next(x for x in self.recipe["variants"] if x["id"] == self.id)
+        return {(v["format"], v["precision"]): FileSpec.from_dict(v["file"]) for v in entry.get("vendor", [])}
+
     def family_module(self, name: str):
         """The family's own code (`recipes/<family>/<name>.py`): an architecture, a Keras loader."""
         return importlib.import_module(f"recipes.{self.family}.{name}")

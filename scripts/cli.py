@@ -63,7 +63,7 @@ def cmd_fetch(args) -> int:
 
 def cmd_build(args) -> int:
     import recipes
-    from converters.pipeline import BuildOptions, build_variant, resolve_original
+    from converters.pipeline import BuildOptions, resolve_inputs
     from zoo.manifest import empty_manifest, read_manifest, upsert_model, write_manifest
 
     variants = recipes.select(args.names)
@@ -82,8 +82,8 @@ def cmd_build(args) -> int:
                         log=log, progress=not args.json)
     start = time.time()
     failures: list[str] = []
-    originals = [(v, resolve_original(v, resolver, args.checkpoint)) for v in variants]
-    results = _run_jobs(originals, opts, args.jobs)
+    inputs = [(v, *resolve_inputs(v, resolver, args.checkpoint, opts.precisions)) for v in variants]
+    results = _run_jobs(inputs, opts, args.jobs)
     for result in results:
         manifest = upsert_model(manifest, result.model)
         write_manifest(manifest_path, manifest)
@@ -99,16 +99,18 @@ def cmd_build(args) -> int:
     return EXIT_FAILED_GATE if failures and not args.keep_going else 0
 
 
-def _run_jobs(originals, opts, jobs: int):
+def _run_jobs(inputs, opts, jobs: int):
+    """Build each (variant, original, vendor files), in `jobs` processes."""
     from converters.pipeline import build_variant
 
-    if jobs <= 1 or len(originals) <= 1:
-        return [build_variant(v, f, opts) for v, f in originals]
+    if jobs <= 1 or len(inputs) <= 1:
+        return [build_variant(v, original, opts, vendor) for v, original, vendor in inputs]
     from concurrent.futures import ProcessPoolExecutor
 
     opts.log = print
+    variants, originals, vendors = zip(*inputs)
     with ProcessPoolExecutor(max_workers=jobs) as pool:
-        return list(pool.map(build_variant, *zip(*originals), [opts] * len(originals)))
+        return list(pool.map(build_variant, variants, originals, [opts] * len(inputs), vendors))
 
 
 def cmd_verify(args) -> int:

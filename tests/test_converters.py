@@ -86,8 +86,10 @@ def test_output_heads_are_the_ops_that_write_the_outputs(chain):
 
 def test_tflite_full_integer_with_int8_io_records_scale(chain):
     calib = [f["image"] for f in chain["feeds"]]
-    path = saved_model_to_int8(chain["tflite"].saved_model, chain["out"] / "q.tflite", calib, io_dtype="int8")
+    path = saved_model_to_int8(chain["tflite"].saved_model, chain["out"] / "q.tflite", calib, ["Identity"],
+                               io_dtype="int8")
     io = open_runner(path).io_details()
+    assert [o["name"] for o in io["outputs"]] == ["Identity"]  # named like the ONNX output
     assert io["inputs"][0]["dtype"] == "int8" and io["inputs"][0]["quantization"]["scale"] > 0
     interp = open_runner(path).interpreter
     kinds = {op["op_name"] for op in interp._get_ops_details()}
@@ -99,7 +101,7 @@ def test_tflite_selective_int8_keeps_denylisted_ops_float(chain):
     calib = [f["image"] for f in chain["feeds"]]
     order, heads = float_op_order(chain["tflite"].saved_model)
     assert heads and set(heads) <= set(order) and heads[0] == order[-1]  # the op writing the output
-    path = saved_model_to_int8(chain["tflite"].saved_model, chain["out"] / "s.tflite", calib,
+    path = saved_model_to_int8(chain["tflite"].saved_model, chain["out"] / "s.tflite", calib, ["Identity"],
                                float_nodes=order[: len(order) // 2])
     kinds = [op["op_name"] for op in open_runner(path).interpreter._get_ops_details()]
     assert "DEQUANTIZE" in kinds or "QUANTIZE" in kinds
@@ -114,7 +116,8 @@ def test_every_conversion_is_deterministic(chain, tiny_tflite, tmp_path):
     q = [digest(onnx_to_int8(again, tmp_path / f"q{i}.onnx", chain["feeds"])) for i in range(2)]
     assert q[0] == q[1]
     calib = [f["image"] for f in chain["feeds"]]
-    t = [digest(saved_model_to_int8(tfl.saved_model, tmp_path / f"t{i}.tflite", calib)) for i in range(2)]
+    t = [digest(saved_model_to_int8(tfl.saved_model, tmp_path / f"t{i}.tflite", calib, ["Identity"]))
+         for i in range(2)]
     assert t[0] == t[1]
 
 

@@ -1,0 +1,32 @@
+"""Give a TFLite file's outputs the model's output names, in its tensors and in its signature.
+
+onnx2tf names output tensors `PartitionedCall:<n>` (in an order of its own) and TFLiteConverter
+on onnx2tf's SavedModel keys the signature `output_<i>` (i = the ONNX output's position), so a
+runtime could not tell two outputs of the same shape apart (EfficientPose's two 1/8-resolution
+confidence maps). We rename each output tensor after its signature key, mapping `output_<i>` to
+the i-th ONNX output name: then the tensor name, the signature key and the manifest agree.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from .fileio import atomic_path
+
+
+def name_outputs(tflite_path: Path, output_names: list[str]) -> Path:
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model(str(tflite_path))
+    if not model.signatureDefs:
+        raise ValueError(f"{tflite_path}: no signature to tell its outputs apart")
+    tensors = model.subgraphs[0].tensors
+    for output in model.signatureDefs[0].outputs:
+        key = output.name.decode() if isinstance(output.name, bytes) else output.name
+        position = re.fullmatch(r"output_(\d+)", key)
+        name = output_names[int(position.group(1))] if position else key
+        output.name = name.encode()
+        tensors[output.tensorIndex].name = name.encode()
+    with atomic_path(tflite_path) as tmp:
+        flatbuffer_utils.write_model(model, str(tmp))
+    return Path(tflite_path)

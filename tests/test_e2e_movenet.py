@@ -1,0 +1,86 @@
+"""MoveNet Lightning from Google's own full-integer TFLite (../shared/checkpoints/movenet): the
+vendor file published unchanged, our ONNX INT8 of it gated against it, and the decoder."""
+import csv
+
+import numpy as np
+import pytest
+
+from scripts.cli import main
+from zoo.manifest import read_manifest
+
+pytestmark = pytest.mark.slow
+VENDOR_SHA256 = "cd7cc22fa946e5d146a7b98d496853e1923e22828d3972d579973f27f91bb105"
+VENDOR_NAME = "lite-model_movenet_singlepose_lightning_tflite_int8_4.tflite"
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, shared):
+    out, cache = tmp_path_factory.mktemp("zoo"), tmp_path_factory.mktemp("cache")
+    code = main(["build", "movenet-lightning", "--precisions", "int8", "--out", str(out), "--calibration-images",
+                 str(shared / "images"), "--mirror", str(shared / "checkpoints"), "--cache", str(cache), "--offline"])
+    return out, cache, code
+
+
+def test_vendor_file_is_published_unchanged_next_to_our_onnx(built, shared):
+    out, cache, code = built
+    (model,) = read_manifest(out / "manifest.json")["models"]
+    assert code == 0 and model["rejected"] == []
+    arts = {(a["format"], a["origin"]): a for a in model["artifacts"]}
+    vendor, onnx = arts["tflite", "vendor"], arts["onnx", "converted"]
+    assert vendor["sha256"] == VENDOR_SHA256 == model["source"]["sha256"]
+    assert (out / vendor["path"]).read_bytes() == (shared / "checkpoints/movenet" / VENDOR_NAME).read_bytes()
+    assert vendor["io"]["inputs"][0]["dtype"] == "uint8"
+    assert onnx["precision"] == "int8" and onnx["parity"]["passed"]
+    assert onnx["parity"]["pck@0.05"] >= 0.98 and onnx["parity"]["pck@0.02"] >= 0.90
+    assert onnx["quantization"]["integer_semantics"]["rewrites"]["conv"] > 0
+    assert main(["verify", str(out / "manifest.json"), "--cache", str(cache), "--offline"]) == 0
+
+
+def test_a_tampered_vendor_file_is_refused(tmp_path, shared, capsys):
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    data = bytearray((shared / "checkpoints/movenet" / VENDOR_NAME).read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (mirror / VENDOR_NAME).write_bytes(bytes(data))
+    code = main(["build", "movenet-lightning", "--precisions", "int8", "--out", str(tmp_path / "zoo"),
+                 "--calibration-images", str(shared / "images"), "--mirror", str(mirror),
+                 "--cache", str(tmp_path / "cache"), "--offline"])
+    err = capsys.readouterr().err
+    assert code == 2 and VENDOR_SHA256 in err and "wrong content" in err
+    assert not (tmp_path / "zoo" / "manifest.json").exists()
+
+
+def test_fp32_without_the_savedmodel_says_what_to_do(tmp_path, shared, capsys):
+    code = main(["build", "movenet-lightning", "--precisions", "fp32", "--out", str(tmp_path / "zoo"),
+                 "--calibration-images", str(shared / "images"), "--mirror", str(shared / "checkpoints"),
+                 "--cache", str(tmp_path / "cache"), "--offline"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--checkpoint" in err and "tfhub.dev/google/movenet/singlepose/lightning/4" in err
+
+
+@pytest.mark.parametrize("resize,tolerance", [("stretch", 0.04), ("letterbox", 0.05)])
+def test_decoder_maps_keypoints_back_to_the_photo(shared, resize, tolerance):
+    """squat.bmp through Google's file and our decoder, mapped back to image coordinates, against
+    the reference CSV (a rough one: made with Coral's own plain resize, so the letterboxed input
+    the recipe uses sees the person a little differently)."""
+    from PIL import Image
+
+    from converters.calibration import Person, crop_transform, to_tensor, warp
+    from converters.runtimes import open_runner
+    from recipes import select
+    from zoo.decoders import decode
+
+    recipe = select(["movenet-lightning"])[0].recipe
+    photo = shared / "images/single/squat.bmp"
+    image = Image.open(photo).convert("RGB")
+    crop = {**recipe["input"]["crop"], "resize": resize}
+    matrix = crop_transform(Person(photo, (0, 0, *image.size)), crop, 192, 192, image.size)
+    outputs = open_runner(shared / "checkpoints/movenet" / VENDOR_NAME)(
+        {"input": to_tensor(warp(image, matrix, 192, 192), recipe["input"])})
+    xy, scores = decode(recipe["decoder"], outputs)
+    in_image = (matrix @ np.c_[xy, np.ones(len(xy))].T).T / np.array(image.size)
+    with open(photo.with_suffix(".movenet_lightning_int8_reference.csv")) as f:
+        rows = sorted(csv.DictReader(f), key=lambda r: int(r["keypoint_id"]))
+    reference = np.array([[float(r["keypoint_x"]), float(r["keypoint_y"])] for r in rows])
+    assert np.abs(in_image - reference).max() < tolerance
+    assert scores.min() >= 0 and scores.max() <= 1
