@@ -127,6 +127,29 @@ def cmd_verify(args) -> int:
     return 0 if not report["failures"] else EXIT_FAILED_GATE
 
 
+def cmd_walk(args) -> int:
+    import recipes
+    from converters.calibration import load_samples
+    from converters.tensor_walk import first_departures
+
+    if not args.calibration_images:
+        raise ValueError("pass --calibration-images DIR (real photos of people)")
+    recipe = recipes.select([args.model])[0].recipe
+    spec = recipe["input"]
+    samples = load_samples(Path(args.calibration_images), spec, recipe.get("calibration_crop", spec["crop"]),
+                           args.max_samples)
+    rows = first_departures(Path(args.original), Path(args.artifact), [{spec["name"]: s.tensor} for s in samples],
+                            args.report)
+    if args.json:
+        print(json.dumps(rows, indent=2, default=float))
+    elif not rows:
+        print(f"no tensor departs by more than one quantization step on {len(samples)} real inputs")
+    for r in [] if args.json else rows:
+        print(f"op {r['op_index']:4d} {r['op']:18s} {r['tensor'][:48]:48s} off by {r['max_off']:.3g} {r['units']} "
+              f"on {r['share_off']:.2%} of elements")
+    return 0
+
+
 def _version() -> str:
     from importlib.metadata import version
 
@@ -177,6 +200,17 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true")
     sources(s)
     s.set_defaults(fn=cmd_verify)
+
+    s = sub.add_parser("walk", help="where an artifact first departs from its TFLite original: every "
+                                    "intermediate tensor compared, in quantization steps")
+    s.add_argument("original", help="the original (or vendor) .tflite file")
+    s.add_argument("artifact", help="an .onnx artifact converted from it")
+    s.add_argument("--model", required=True, help="model id whose input spec cuts the real inputs")
+    s.add_argument("--calibration-images", default=os.environ.get("POSEZOO_CALIBRATION_IMAGES"), required=False)
+    s.add_argument("--max-samples", type=int, default=8)
+    s.add_argument("--report", type=int, default=5, help="how many departing tensors to list")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(fn=cmd_walk)
     return p
 
 

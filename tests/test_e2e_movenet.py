@@ -84,3 +84,11 @@ def test_decoder_maps_keypoints_back_to_the_photo(shared, resize, tolerance):
     reference = np.array([[float(r["keypoint_x"]), float(r["keypoint_y"])] for r in rows])
     assert np.abs(in_image - reference).max() < tolerance
     assert scores.min() >= 0 and scores.max() <= 1
+
+
+def test_walk_finds_no_departing_tensor_in_our_onnx(built, shared, capsys):
+    out, _, _ = built
+    model_dir = out / "movenet-lightning"
+    code = main(["walk", str(model_dir / "movenet-lightning_int8_vendor.tflite"), str(model_dir / "movenet-lightning_int8.onnx"),
+                 "--model", "movenet-lightning", "--calibration-images", str(shared / "images"), "--max-samples", "3"])
+    assert code == 0 and "no tensor departs" in capsys.readouterr().out
