@@ -1,11 +1,12 @@
-"""Parameter count and FLOPs of an ONNX graph (multiply-accumulates, the mmcv/fvcore convention)."""
+"""Parameter count and FLOPs (multiply-accumulates) of an ONNX graph."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
 
-FLOPS_CONVENTION = "multiply-accumulates of Conv/ConvTranspose/MatMul/Gemm (mmcv get_flops convention)"
+FLOPS_CONVENTION = ("multiply-accumulates of Conv/ConvTranspose/MatMul/Gemm, each node once (mmcv's get_flops also "
+                    "counts BatchNorm x2, activations, pooling, upsampling and biases)")
 
 
 def complexity(onnx_path: Path) -> dict:
@@ -26,6 +27,10 @@ def complexity(onnx_path: Path) -> dict:
         if node.op_type in ("Conv", "ConvTranspose") and node.input[1] in inits:
             w = inits[node.input[1]]
             out = shapes.get(node.output[0], [])
+            counted = out if node.op_type == "Conv" else shapes.get(node.input[0], [])
+            if not counted or 0 in counted:
+                raise ValueError(f"{onnx_path}: the shape around {node.name or node.op_type} is unknown after shape "
+                                 "inference; simplify the graph first (converters.simplify) so every shape is static")
             if node.op_type == "Conv":
                 flops += int(np.prod(out)) * int(np.prod(w.shape[1:]))
             else:  # each input element is scattered over Cout/group x kh x kw outputs

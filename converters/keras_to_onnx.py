@@ -5,7 +5,7 @@ import logging
 from pathlib import Path
 
 from .fileio import atomic_path
-from .tflite_to_onnx import OPSET, canonicalize_names
+from .tflite_to_onnx import OPSET, canonicalize
 
 
 def keras_to_onnx(model, input_spec: dict, onnx_path: Path, opset: int = OPSET) -> Path:
@@ -24,7 +24,7 @@ def keras_to_onnx(model, input_spec: dict, onnx_path: Path, opset: int = OPSET) 
         return dict(zip(names, outputs if isinstance(outputs, (list, tuple)) else [outputs]))
 
     onnx_model, _ = convert.from_function(forward, input_signature=signature, opset=opset)
-    canonicalize_names(onnx_model)
+    canonicalize(onnx_model)
     with atomic_path(onnx_path) as tmp:
         onnx.save(onnx_model, tmp)
     return onnx_path

@@ -48,8 +48,9 @@ Cost: the rewritten graph runs the integer model in float32 and float64 arithmet
 onnxruntime does not fuse into its integer kernels: MoveNet Lightning takes 17.6 ms against
 7.7 ms for the plain QDQ graph (onnxruntime, one thread; LiteRT itself 4.5 ms on the same CPU).
 Weights stay int8 in the file (onnxruntime folds their Cast to float when it loads the model), so
-the file is no larger than the plain conversion's. Nodes are ordered depth-first from the outputs and tensor names are canonical
-(`tflite_to_onnx.canonicalize_names`), so two conversions give identical bytes.
+the file is no larger than the plain conversion's. Nodes are ordered depth-first from the outputs
+and tensor names are canonical (`tflite_to_onnx.canonicalize`): two conversions give identical
+bytes.
 """
 from __future__ import annotations
 
@@ -62,7 +63,7 @@ from pathlib import Path
 import numpy as np
 
 from .fileio import atomic_path
-from .tflite_to_onnx import canonicalize_names
+from .tflite_to_onnx import canonicalize
 
 OPSET = 17
 REPRODUCES = "LiteRT default CPU kernels (XNNPACK) integer arithmetic"
@@ -90,13 +91,12 @@ def quantized_tflite_to_onnx(tflite_path: Path, onnx_path: Path) -> dict:
     from tf2onnx import convert, utils
 
     logging.getLogger("tf2onnx").setLevel(logging.ERROR)
-    utils.INTERNAL_NAME = 1  # tf2onnx's name counter; canonicalize_names makes names stable anyway
+    utils.INTERNAL_NAME = 1  # tf2onnx's name counter; canonicalize makes names stable anyway
     model, _ = convert.from_tflite(str(tflite_path), opset=OPSET)
     model.producer_name, model.producer_version = "tf2onnx", _tf2onnx_version()
 
     report = _reproduce_integer_semantics(model)
-    _canonical_node_order(model.graph)
-    canonicalize_names(model)
+    canonicalize(model)
     onnx.checker.check_model(model)
     with atomic_path(onnx_path) as tmp:
         onnx.save(model, tmp)
@@ -112,53 +112,6 @@ def _reproduce_integer_semantics(model) -> dict:
     if integer_convs:
         rewrites["conv_integer_accumulator"] = integer_convs  # of "conv": ConvInteger, see _rewrite_convs
     return {"reproduces": REPRODUCES, "rewrites": rewrites, "left_alone": dict(sorted(graph.left_alone().items()))}
-
-
-def _canonical_node_order(graph) -> None:
-    """Order nodes depth-first from the graph outputs (each node's inputs in order) and drop
-    explicitly-set empty domains.
-
-    tf2onnx's node order, and whether it writes `domain: ""` explicitly, vary from run to run for
-    the same file (MoveNet Lightning INT8 gives several variants), so `canonicalize_names`, which
-    names by position, does not make the bytes identical on its own. The depth-first order
-    depends only on the graph's structure; an empty domain means the default one, set or not."""
-    producer = {o: k for k, n in enumerate(graph.node) for o in n.output if o}
-    seen, order = set(), []
-    for out in graph.output:
-        root = producer.get(out.name)
-        if root is None or root in seen:
-            continue
-        seen.add(root)
-        stack = [[root, 0]]
-        while stack:
-            top = stack[-1]
-            node = graph.node[top[0]]
-            if top[1] < len(node.input):
-                name = node.input[top[1]]
-                top[1] += 1
-                source = producer.get(name) if name else None
-                if source is not None and source not in seen:
-                    seen.add(source)
-                    stack.append([source, 0])
-            else:
-                order.append(top[0])
-                stack.pop()
-    nodes = []
-    for k in order:
-        node = _node_copy(graph.node[k])
-        if not node.domain:
-            node.ClearField("domain")
-        nodes.append(node)
-    graph.ClearField("node")
-    graph.node.extend(nodes)
-
-
-def _node_copy(node):
-    from onnx import NodeProto
-
-    copy = NodeProto()
-    copy.CopyFrom(node)
-    return copy
 
 
 # --------------------------------------------------------------------------------------------
