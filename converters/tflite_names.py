@@ -18,11 +18,15 @@ def name_outputs(tflite_path: Path, output_names: list[str]) -> Path:
     from tensorflow.lite.tools import flatbuffer_utils
 
     model = flatbuffer_utils.read_model(str(tflite_path))
-    if not model.signatureDefs:
-        raise ValueError(f"{tflite_path}: no signature to tell its outputs apart")
     tensors = model.subgraphs[0].tensors
+    if not model.signatureDefs:  # onnx2tf wrote no signature: then it kept the ONNX names (-coion)
+        names = {_text(tensors[i].name) for i in model.subgraphs[0].outputs}
+        if names != set(output_names):
+            raise ValueError(f"{tflite_path}: outputs {sorted(names)} have no signature that maps them to the "
+                             f"model's outputs {output_names}")
+        return Path(tflite_path)
     for output in model.signatureDefs[0].outputs:
-        key = output.name.decode() if isinstance(output.name, bytes) else output.name
+        key = _text(output.name)
         position = re.fullmatch(r"output_(\d+)", key)
         name = output_names[int(position.group(1))] if position else key
         output.name = name.encode()
@@ -30,3 +34,7 @@ def name_outputs(tflite_path: Path, output_names: list[str]) -> Path:
     with atomic_path(tflite_path) as tmp:
         flatbuffer_utils.write_model(model, str(tmp))
     return Path(tflite_path)
+
+
+def _text(name) -> str:
+    return name.decode() if isinstance(name, bytes) else name
