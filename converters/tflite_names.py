@@ -19,13 +19,16 @@ def name_outputs(tflite_path: Path, output_names: list[str]) -> Path:
 
     model = flatbuffer_utils.read_model(str(tflite_path))
     tensors = model.subgraphs[0].tensors
-    if not model.signatureDefs:  # onnx2tf wrote no signature: then it kept the ONNX names (-coion)
-        names = {_text(tensors[i].name) for i in model.subgraphs[0].outputs}
-        if names != set(output_names):
-            raise ValueError(f"{tflite_path}: outputs {sorted(names)} have no signature that maps them to the "
+    if not model.signatureDefs:  # onnx2tf wrote no signature: names kept (-coion), or a single output
+        outputs = model.subgraphs[0].outputs
+        names = [_text(tensors[i].name) for i in outputs]
+        if set(names) == set(output_names):
+            return Path(tflite_path)
+        if len(outputs) != 1 or len(output_names) != 1:
+            raise ValueError(f"{tflite_path}: outputs {names} have no signature that maps them to the "
                              f"model's outputs {output_names}")
-        return Path(tflite_path)
-    for output in model.signatureDefs[0].outputs:
+        tensors[outputs[0]].name = output_names[0].encode()
+    for output in model.signatureDefs[0].outputs if model.signatureDefs else []:
         key = _text(output.name)
         position = re.fullmatch(r"output_(\d+)", key)
         name = output_names[int(position.group(1))] if position else key
