@@ -116,7 +116,7 @@ def crop_transform(person: Person, crop: dict, width: int, height: int,
         radius = max(np.linalg.norm(np.asarray(p) - center) for p in kp.values())
         side = 2.0 * radius * crop.get("expand", 1.25)
         down = -up / np.linalg.norm(up)
-        right = np.array([-down[1], down[0]])
+        right = np.array([down[1], -down[0]])  # the person's left-to-right, unmirrored (det > 0)
         return _affine(center, right * side / width, down * side / height, width, height)
     if kind == "box":
         x, y, w, h = person.box

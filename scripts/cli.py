@@ -201,6 +201,13 @@ def parser() -> argparse.ArgumentParser:
     sources(s)
     s.set_defaults(fn=cmd_verify)
 
+    from scripts import bench
+
+    s = sub.add_parser("bench", help="latency, peak memory and size of every artifact, side by side with the "
+                                     "publishers' own files")
+    bench.add_arguments(s)
+    s.set_defaults(fn=bench.run)
+
     s = sub.add_parser("walk", help="where an artifact first departs from its TFLite original: every "
                                     "intermediate tensor compared, in quantization steps")
     s.add_argument("original", help="the original (or vendor) .tflite file")

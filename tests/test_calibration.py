@@ -30,6 +30,14 @@ def test_rotated_roi_puts_shoulders_above_hips():
     assert shoulder[1] < hip[1] and shoulder[0] == pytest.approx(128, abs=1e-6)  # straight up
     radius = np.hypot(100, 10)  # farthest keypoint from the hip centre
     assert np.linalg.norm(m[:, 0]) * 256 == pytest.approx(2 * radius * 1.25)
+    assert np.linalg.det(m[:, :2]) > 0  # a rotation, never a mirror image
+
+
+def test_rotated_roi_of_an_upright_person_is_not_mirrored():
+    person = Person(image=None, box=(0, 0, 300, 300), keypoints={
+        "left_hip": (160, 200), "right_hip": (140, 200), "left_shoulder": (165, 100), "right_shoulder": (135, 100)})
+    m = crop_transform(person, ROI, 256, 256, (300, 300))
+    assert m[0, 0] > 0 and abs(m[0, 1]) < 1e-9 and m[1, 1] > 0  # input x runs along image x, y along y
 
 
 def test_box_crop_keeps_aspect_and_pads():
