@@ -166,6 +166,13 @@ class Sample:
     tensor: np.ndarray
 
 
+def parity_crop(model: dict) -> dict:
+    """How calibration and parity inputs are cut for `model` (a recipe or a manifest entry): its
+    `calibration_crop` where it has one (single-person models: a frame per annotated person),
+    else the runtime's own `input.crop`."""
+    return model.get("calibration_crop", model["input"]["crop"])
+
+
 def input_hw(spec: dict) -> tuple[int, int]:
     shape = spec["shape"]
     return (shape[1], shape[2]) if spec.get("layout", "NHWC") == "NHWC" else (shape[2], shape[3])

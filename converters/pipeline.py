@@ -117,8 +117,7 @@ def _publish_vendor_int8(variant, file: ResolvedFile, opts: BuildOptions, model:
     vendor_path = atomic_copy(file.path, out_dir / f"{variant.id}_int8_vendor.tflite")
     report = bench.check(vendor_path, variant.thresholds["int8"], reference_kernels=False)
     model["artifacts"].append(_artifact_entry(
-        out_dir, vendor_path, "tflite", "int8", {**_rounded(report.to_dict()), "images": str(opts.calibration_images),
-                                                 "reference": reference + " (this file itself)"},
+        out_dir, vendor_path, "tflite", "int8", _parity_entry(report, opts, reference + " (this file itself)"),
         {"published_at": [s.describe() for s in variant.vendor_files["tflite", "int8"].sources]}, recipe["input"],
         origin="vendor"))
     log(f"[{variant.id}] tflite/int8 (vendor, unchanged): {file.path.name} sha256 {file.sha256[:12]}")
@@ -130,9 +129,8 @@ def _publish_vendor_int8(variant, file: ResolvedFile, opts: BuildOptions, model:
         model["complexity"] = complexity(onnx_path)
     embed(onnx_path, essentials(model, "int8"))
     report = bench.check(onnx_path, variant.thresholds["int8"], reference_kernels=False)
-    summary = {k: round(v, 6) if isinstance(v, float) else v for k, v in report.summary().items()}
-    log(f"[{variant.id}] onnx/int8 (from vendor): {'PASS' if report.passed else 'FAIL'} {summary}")
-    parity_entry = {**_rounded(report.to_dict()), "images": str(opts.calibration_images), "reference": reference}
+    log(f"[{variant.id}] onnx/int8 (from vendor): {_verdict(report)}")
+    parity_entry = _parity_entry(report, opts, reference)
     extra = {"quantization": {"source": f"the publisher's INT8 TFLite {file.path.name} (sha256 {file.sha256})",
                               "integer_semantics": semantics}}
     model.setdefault("build", {"seconds": 0.0, "samples": len(bench.samples),
@@ -156,8 +154,8 @@ def _build_converted(variant, original: ResolvedFile, opts: BuildOptions) -> Var
     reference = open_original(variant, original.path)
     bench = ParityBench.prepare(reference, recipe, opts.calibration_images, opts.max_samples, opts.progress)
     samples, feeds = bench.samples, bench.feeds
-    crop = recipe.get("calibration_crop", spec["crop"])
-    log(f"[{variant.id}] {len(samples)} real person crops from {opts.calibration_images} ({crop['kind']})")
+    log(f"[{variant.id}] {len(samples)} real person crops from {opts.calibration_images} "
+        f"({calibration.parity_crop(recipe)['kind']})")
 
     out_dir = Path(opts.out) / variant.id
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -224,10 +222,8 @@ def _build_converted(variant, original: ResolvedFile, opts: BuildOptions) -> Var
                                                                                  PRECISIONS.index(kv[0][1]))):
             embed(path, essentials(model, precision))
             report = bench.check(path, variant.thresholds[precision])
-            summary = {k: round(v, 6) if isinstance(v, float) else v for k, v in report.summary().items()}
-            log(f"[{variant.id}] {fmt}/{precision}: {'PASS' if report.passed else 'FAIL'} {summary}")
-            parity_entry = {**_rounded(report.to_dict()), "images": str(opts.calibration_images),
-                            "reference": REFERENCE_RUNTIME[recipe["original_format"]]}
+            log(f"[{variant.id}] {fmt}/{precision}: {_verdict(report)}")
+            parity_entry = _parity_entry(report, opts, REFERENCE_RUNTIME[recipe["original_format"]])
             if report.passed:
                 model["artifacts"].append(_artifact_entry(out_dir, path, fmt, precision, parity_entry,
                                                           extra.get((fmt, precision), {}), spec))
@@ -269,7 +265,7 @@ class ParityBench:
                 progress: bool = False) -> "ParityBench":
         """`original`: the model in its own framework (converters.originals)."""
         spec = model["input"]
-        samples = calibration.load_samples(images, spec, model.get("calibration_crop", spec["crop"]), limit)
+        samples = calibration.load_samples(images, spec, calibration.parity_crop(model), limit)
         feeds = [{spec["name"]: s.tensor} for s in samples]
         reference = [original.run(f) for f in _bar(feeds, "original", progress)]
         return cls(samples, feeds, reference, model["decoder"], float(max(calibration.input_hw(spec))), progress)
@@ -341,6 +337,17 @@ def _to_rgb(tensor: np.ndarray, spec: dict) -> np.ndarray:
     x = x * np.asarray(norm["std"]) + np.asarray(norm["mean"])
     x = x[..., ::-1] if spec.get("color") == "BGR" else x
     return np.clip(x, 0, 255).astype(np.uint8)
+
+
+def _verdict(report: parity.ParityReport) -> str:
+    """PASS or FAIL with the gated numbers, for the build log."""
+    summary = {k: round(v, 6) if isinstance(v, float) else v for k, v in report.summary().items()}
+    return f"{'PASS' if report.passed else 'FAIL'} {summary}"
+
+
+def _parity_entry(report: parity.ParityReport, opts: BuildOptions, reference: str) -> dict:
+    """An artifact's `parity` in the manifest: the report, the images and what it was compared with."""
+    return {**_rounded(report.to_dict()), "images": str(opts.calibration_images), "reference": reference}
 
 
 def _rounded(d):

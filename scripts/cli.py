@@ -129,15 +129,14 @@ def cmd_verify(args) -> int:
 
 def cmd_walk(args) -> int:
     import recipes
-    from converters.calibration import load_samples
+    from converters.calibration import load_samples, parity_crop
     from converters.tensor_walk import first_departures
 
     if not args.calibration_images:
         raise ValueError("pass --calibration-images DIR (real photos of people)")
     recipe = recipes.select([args.model])[0].recipe
     spec = recipe["input"]
-    samples = load_samples(Path(args.calibration_images), spec, recipe.get("calibration_crop", spec["crop"]),
-                           args.max_samples)
+    samples = load_samples(Path(args.calibration_images), spec, parity_crop(recipe), args.max_samples)
     rows = first_departures(Path(args.original), Path(args.artifact), [{spec["name"]: s.tensor} for s in samples],
                             args.report)
     if args.json:
