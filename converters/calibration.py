@@ -56,10 +56,14 @@ def _mpii_people(path: Path) -> list[Person]:
     people = []
     for a in json.loads(path.read_text()):
         visible = {n: (float(x), float(y)) for n, (x, y), v in zip(MPII_JOINTS, a["joints"], a["joints_vis"]) if v}
-        cx, cy = a["center"]
-        half = a["scale"] * 100.0  # MPII scale is person height / 200 px
-        people.append(Person(path.parent / a["image"], (cx - half, cy - half, 2 * half, 2 * half), visible))
+        people.append(Person(path.parent / a["image"], mpii_box(a["center"], a["scale"]), visible))
     return people
+
+
+def mpii_box(center, scale: float) -> tuple[float, float, float, float]:
+    """The square person box (x, y, w, h) of an MPII annotation: `scale` is the person's height / 200 px."""
+    half = scale * 100.0
+    return (center[0] - half, center[1] - half, 2 * half, 2 * half)
 
 
 def find_people(folder: Path) -> list[Person]:

@@ -29,3 +29,9 @@ def atomic_copy(src: Path, target: Path) -> Path:
     with atomic_path(target) as tmp:
         shutil.copyfile(src, tmp)
     return Path(target)
+
+
+def atomic_write_text(target: Path, text: str) -> Path:
+    with atomic_path(target) as tmp:
+        tmp.write_text(text)
+    return Path(target)

@@ -9,9 +9,24 @@ from .pipeline import ParityBench
 from .sources import FileSpec, Resolver, sha256_of
 
 
+def open_reference(model: dict, resolver: Resolver):
+    """The original of a manifest entry, found by the sha256 its `source` records, running in its
+    own framework; and whether it is the publisher's own INT8 TFLite (`from_vendor`), which is its
+    own reference on its default kernels."""
+    from recipes import select
+
+    src = model["source"]
+    original = resolver.resolve(FileSpec(src["file"], src["sha256"], src["bytes"]),
+                                f"{model['id']} (original {src['file']})")
+    variant = next(iter(select([model["id"]])))
+    from_vendor = src["file"] in {spec.name for spec in variant.vendor_files.values()}
+    if from_vendor:
+        return TFLiteOriginal(original.path, reference_kernels=False), True
+    return open_original(variant, original.path), False
+
+
 def verify_manifest(manifest_path: Path, images: Path | None, resolver: Resolver,
                     log: Callable[[str], None] = print) -> dict:
-    from recipes import select
     from zoo.manifest import read_manifest
 
     manifest = read_manifest(manifest_path)
@@ -19,14 +34,7 @@ def verify_manifest(manifest_path: Path, images: Path | None, resolver: Resolver
     failures: list[str] = []
     checked = []
     for model in manifest["models"]:
-        src = model["source"]
-        spec = FileSpec(src["file"], src["sha256"], src["bytes"])
-        original = resolver.resolve(spec, f"{model['id']} (original {src['file']})")
-        variant = next(iter(select([model["id"]])))
-        # Built from the publisher's own INT8 TFLite: it is the reference, on its default kernels.
-        from_vendor = src["file"] in {spec.name for spec in variant.vendor_files.values()}
-        reference = TFLiteOriginal(original.path, reference_kernels=False) if from_vendor \
-            else open_original(variant, original.path)
+        reference, from_vendor = open_reference(model, resolver)
         bench = ParityBench.prepare(reference, model, images or Path(model["build"]["calibration_images"]),
                                     model["build"].get("samples"))
         for art in model["artifacts"]:

@@ -207,6 +207,21 @@ def parser() -> argparse.ArgumentParser:
     bench.add_arguments(s)
     s.set_defaults(fn=bench.run)
 
+    from scripts import evaluate
+
+    s = sub.add_parser("eval", help="accuracy of every artifact (and the original) on annotated people: "
+                                    "COCO OKS AP or MPII PCKh; writes DIR/eval/<annotations>.json")
+    evaluate.add_arguments(s)
+    sources(s)
+    s.set_defaults(fn=evaluate.run)
+
+    from scripts import report
+
+    s = sub.add_parser("report", help="HTML page, PNG figures and Markdown model cards from DIR/manifest.json "
+                                      "and DIR/eval/")
+    report.add_arguments(s)
+    s.set_defaults(fn=report.run)
+
     s = sub.add_parser("walk", help="where an artifact first departs from its TFLite original: every "
                                     "intermediate tensor compared, in quantization steps")
     s.add_argument("original", help="the original (or vendor) .tflite file")
@@ -226,11 +241,12 @@ def main(argv: list[str] | None = None) -> int:
     from converters.onnx_to_tflite import ConversionError
     from converters.sources import SourceError
     from recipes import RecipeError
+    from zoo.loader import LoaderError
     from zoo.manifest import ManifestError
 
     try:
         return args.fn(args)
-    except (SourceError, RecipeError, ManifestError, CalibrationError, ValueError) as e:
+    except (SourceError, RecipeError, ManifestError, CalibrationError, LoaderError, ValueError) as e:
         print(f"posezoo {args.command}: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except ConversionError as e:

@@ -62,3 +62,18 @@ def tiny_samples(images):
     from converters.calibration import load_samples
 
     return load_samples(images / "coco", TINY_INPUT, TINY_INPUT["crop"])
+
+
+@pytest.fixture(scope="session")
+def zoo(tmp_path_factory, shared):
+    """MoveNet Lightning INT8 and EfficientPose RT-Lite FP32/INT8 ONNX+TFLite, one manifest, built
+    from the genuine files of the shared checkpoints (the loader, eval and report tests read it)."""
+    from scripts.cli import main
+
+    out, cache = tmp_path_factory.mktemp("zoo"), tmp_path_factory.mktemp("cache")
+    common = ["--out", str(out), "--calibration-images", str(shared / "images"), "--mirror",
+              str(shared / "checkpoints"), "--cache", str(cache), "--offline"]
+    assert main(["build", "movenet-lightning", "--precisions", "int8", *common]) == 0
+    assert main(["build", "efficientpose-rt-lite", "--formats", "onnx,tflite", "--precisions", "fp32,int8",
+                 "--max-samples", "6", *common]) == 0
+    return out / "manifest.json"

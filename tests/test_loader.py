@@ -175,20 +175,6 @@ ARTIFACTS = [("movenet-lightning", "tflite", "int8", "vendor"), ("movenet-lightn
     ("efficientpose-rt-lite", fmt, precision, None) for fmt in ("onnx", "tflite") for precision in ("fp32", "int8")]
 
 
-@pytest.fixture(scope="module")
-def zoo(tmp_path_factory, shared):
-    """MoveNet Lightning INT8 and EfficientPose RT-Lite FP32/INT8 ONNX+TFLite, one manifest."""
-    from scripts.cli import main
-
-    out, cache = tmp_path_factory.mktemp("zoo"), tmp_path_factory.mktemp("cache")
-    common = ["--out", str(out), "--calibration-images", str(shared / "images"), "--mirror",
-              str(shared / "checkpoints"), "--cache", str(cache), "--offline"]
-    assert main(["build", "movenet-lightning", "--precisions", "int8", *common]) == 0
-    assert main(["build", "efficientpose-rt-lite", "--formats", "onnx,tflite", "--precisions", "fp32,int8",
-                 "--max-samples", "6", *common]) == 0
-    return out / "manifest.json"
-
-
 def _model(manifest_path, model_id):
     return next(m for m in json.loads(manifest_path.read_text())["models"] if m["id"] == model_id)
 

@@ -48,12 +48,15 @@ class Pose:
     scores: np.ndarray  # K
     names: list[str]
     outputs: dict[str, np.ndarray]  # raw outputs (dequantized), by the manifest's names and layouts
+    matrix: np.ndarray  # 2x3 affine from model-input pixels to the photo's pixels (the crop)
 
 
 def load(manifest, model_id: str, format: str = "tflite", precision: str = "int8", origin: str | None = None,
-         threads: int = 1, directory=None) -> "Predictor":
+         threads: int = 1, directory=None, crop: dict | None = None) -> "Predictor":
     """A predictor for one artifact. `manifest`: the path of a manifest.json, or the manifest
-    already read (a dict), then with `directory`, the folder its artifact paths are relative to."""
+    already read (a dict), then with `directory`, the folder its artifact paths are relative to.
+    `crop`: cut the input by this rule instead of `input.crop` (e.g. the model's
+    `calibration_crop`, a box per person, to run a single-person model on crowded photos)."""
     if isinstance(manifest, dict):
         if directory is None:
             raise LoaderError("a manifest passed as a dict needs `directory`, the folder its artifact paths start from")
@@ -70,7 +73,8 @@ def load(manifest, model_id: str, format: str = "tflite", precision: str = "int8
     artifact = select_artifact(model, format, precision, origin)
     path = directory / artifact["path"]
     check_file(path, artifact["sha256"], artifact["bytes"])
-    return Predictor(model, artifact, path, threads)
+    runtime = OnnxRuntime if artifact["format"] == "onnx" else TFLiteRuntime
+    return Predictor(model, artifact, runtime(path, threads), crop)
 
 
 def select_artifact(model: dict, format: str, precision: str, origin: str | None = None) -> dict:
@@ -103,22 +107,26 @@ def check_file(path: Path, sha256: str, size: int) -> None:
 
 
 class Predictor:
-    def __init__(self, model: dict, artifact: dict, path: Path, threads: int = 1):
-        self.model, self.artifact = model, artifact
+    """`run(input_name, tensor) -> {output name: array}` executes the artifact (OnnxRuntime,
+    TFLiteRuntime, or any callable that behaves like the artifact `artifact` describes)."""
+
+    def __init__(self, model: dict, artifact: dict, run, crop: dict | None = None):
+        self.model, self.artifact, self.run = model, artifact, run
         self.spec = model["input"]
+        self.crop = crop or self.spec["crop"]
         self.height, self.width = input_hw(self.spec)
         if len(artifact["io"]["inputs"]) != 1:
-            raise LoaderError(f"{path}: {len(artifact['io']['inputs'])} inputs; the loader feeds exactly one")
+            raise LoaderError(f"{artifact.get('path', model['id'])}: {len(artifact['io']['inputs'])} inputs; "
+                              "the loader feeds exactly one")
         self.io_input = artifact["io"]["inputs"][0]
         # onnx2tf makes NHWC files of NCHW models: their 4-D outputs are transposed the same way.
         self.transposed = artifact["input_layout"] != self.spec.get("layout", "NHWC")
-        self.run = (OnnxRuntime if artifact["format"] == "onnx" else TFLiteRuntime)(path, threads)
 
     def __call__(self, image: np.ndarray, box=None, keypoints: dict | None = None) -> Pose:
         image = np.asarray(image)
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise LoaderError(f"expected an HxWx3 uint8 RGB image, got {image.dtype} {image.shape}")
-        matrix = crop_matrix(self.spec["crop"], self.width, self.height, (image.shape[1], image.shape[0]),
+        matrix = crop_matrix(self.crop, self.width, self.height, (image.shape[1], image.shape[0]),
                              box, keypoints)
         x = to_tensor(warp(image, matrix, self.width, self.height), self.spec, self.io_input,
                       self.artifact["input_layout"])
@@ -126,7 +134,7 @@ class Predictor:
         outputs = model_outputs(raw, self.artifact["io"]["outputs"], self.model["outputs"], self.transposed)
         xy, scores = decode(self.model["decoder"], outputs)
         in_image = xy @ matrix[:, :2].T + matrix[:, 2]
-        return Pose(in_image, scores, list(self.model["keypoints"]["names"]), outputs)
+        return Pose(in_image, scores, list(self.model["keypoints"]["names"]), outputs, matrix)
 
 
 def input_hw(spec: dict) -> tuple[int, int]:

@@ -1,0 +1,347 @@
+"""`posezoo eval`: accuracy of every artifact of a manifest on annotated people, beside the original.
+
+Every artifact runs through `zoo.loader` (the manifest alone); the original runs in its own
+framework (the recipe's code, as in the build's parity), fed the same crops by the same loader
+path. Metrics:
+- COCO-format annotations (17 keypoints): OKS-based AP by pycocotools' COCOeval, on the
+  annotation boxes (one prediction per annotated person, score = mean of its keypoint scores
+  above 0.2, as mmpose rescores top-down results). A model is evaluated where it predicts every
+  annotated keypoint name (BlazePose's 33 include COCO's 17).
+- mmpose's MPII JSON (16 joints): PCKh@0.5 (and @0.1) over visible joints; the head size is
+  0.6 x the head box diagonal where the file has `headbox`, else the head_top-upper_neck distance.
+
+Single-person models with a `calibration_crop` are fed one crop per annotated person, as the build's
+parity does. Coordinates: the loader's are continuous (pixel centres at +0.5); COCO annotations
+are pixel indices (centre at 0), mmpose's MPII file is 1-based (MATLAB); predictions are shifted
+into the annotation's convention before scoring.
+
+Writes DIR/eval/<annotations>.json (metrics, and the keypoints of the first people, predicted
+and annotated, in the loader's coordinates, for the report's pictures) and prints a table.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+EXAMPLES = 8  # people whose keypoints eval.json keeps for the report's pictures
+
+
+class EvalError(ValueError):
+    pass
+
+
+@dataclass
+class Person:
+    key: int  # COCO annotation id, or the index in an MPII list
+    image: Path
+    box: tuple[float, float, float, float]  # x, y, w, h in image pixels
+    keypoints: np.ndarray  # K x 3: x, y in the loader's coordinates, visible (0/1)
+    head_size: float | None = None  # MPII only
+
+
+@dataclass
+class Annotations:
+    kind: str  # "coco" or "mpii"
+    path: Path
+    names: list[str]
+    people: list[Person]
+    to_annotation: float  # add to a loader coordinate to get the file's own convention
+    coco: object = None  # pycocotools COCO (kind "coco")
+    notes: list[str] = field(default_factory=list)
+
+
+def read_annotations(path: Path, images: Path) -> Annotations:
+    """COCO-format keypoint JSON or mmpose's MPII JSON list; images are looked up in `images`."""
+    path, images = Path(path), Path(images)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise EvalError(f"cannot read annotations {path}: {e}") from e
+    if isinstance(data, dict) and {"annotations", "images", "categories"} <= data.keys():
+        return _coco(path, data, images)
+    if isinstance(data, list) and data and isinstance(data[0], dict) and {"joints", "center", "scale"} <= data[0].keys():
+        return _mpii(path, data, images)
+    raise EvalError(f"{path} is neither COCO-format keypoint annotations (images, annotations, categories) nor "
+                    "mmpose's MPII list (image, center, scale, joints, joints_vis per person)")
+
+
+def _image(images: Path, name: str) -> Path:
+    for candidate in (images / name, images / Path(name).name):
+        if candidate.is_file():
+            return candidate
+    raise EvalError(f"image {name!r} of the annotations is not in {images}")
+
+
+def _coco(path: Path, data: dict, images: Path) -> Annotations:
+    from pycocotools.coco import COCO
+
+    category = next((c for c in data["categories"] if c.get("keypoints")), None)
+    if category is None:
+        raise EvalError(f"{path}: no category with keypoints")
+    with contextlib.redirect_stdout(io.StringIO()):  # COCO() prints progress lines
+        coco = COCO()
+        coco.dataset = data
+        coco.createIndex()
+    files = {im["id"]: im["file_name"] for im in data["images"]}
+    people = []
+    for a in data["annotations"]:
+        if a.get("iscrowd", 0) or a.get("num_keypoints", 0) == 0 or a.get("category_id") != category["id"]:
+            continue
+        kp = np.asarray(a["keypoints"], float).reshape(-1, 3)
+        kp = np.c_[kp[:, :2] + 0.5, kp[:, 2] > 0]
+        people.append(Person(a["id"], _image(images, files[a["image_id"]]), tuple(a["bbox"]), kp))
+    return Annotations("coco", path, list(category["keypoints"]), people, -0.5, coco)
+
+
+def _mpii(path: Path, data: list, images: Path) -> Annotations:
+    from converters.calibration import MPII_JOINTS, mpii_box
+
+    people, notes = [], []
+    for i, a in enumerate(data):
+        kp = np.asarray(a["joints"], float)
+        kp = np.c_[kp - 0.5, np.asarray(a["joints_vis"], float) > 0]  # 1-based pixel indices -> loader's
+        if "headbox" in a:
+            x1, y1, x2, y2 = a["headbox"]
+            head = 0.6 * float(np.hypot(x2 - x1, y2 - y1))
+        elif kp[9, 2] and kp[8, 2]:
+            head = float(np.linalg.norm(kp[9, :2] - kp[8, :2]))
+        else:
+            head = None
+        people.append(Person(i, _image(images, a["image"]), mpii_box(a["center"], a["scale"]), kp, head))
+    if not any("headbox" in a for a in data):
+        notes.append("head size = head_top-upper_neck distance (the file has no head boxes)")
+    return Annotations("mpii", path, list(MPII_JOINTS), people, 0.5, notes=notes)
+
+
+# --- metrics -------------------------------------------------------------------------------------
+
+def coco_ap(ann: Annotations, predictions: dict[int, tuple]) -> dict[str, float]:
+    """OKS AP of {annotation id: (K x 2 keypoints in the annotation's convention, K scores, _)},
+    over the annotated people that have a prediction."""
+    from pycocotools.cocoeval import COCOeval
+
+    if not predictions:
+        return {}
+    image_of = {a["id"]: a["image_id"] for a in ann.coco.dataset["annotations"]}
+    results = []
+    for key, (xy, scores, _) in predictions.items():
+        confident = scores[scores > 0.2]
+        results.append({"image_id": image_of[key], "category_id": ann.coco.dataset["annotations"][0]["category_id"],
+                        "keypoints": np.c_[xy, scores].reshape(-1).tolist(),
+                        "score": float(confident.mean()) if confident.size else 0.0})
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = _subset(ann.coco, set(predictions))
+        dt = gt.loadRes(results)
+        e = COCOeval(gt, dt, "keypoints")
+        e.params.imgIds = sorted({r["image_id"] for r in results})
+        e.evaluate()
+        e.accumulate()
+        e.summarize()
+    return {"AP": float(e.stats[0]), "AP50": float(e.stats[1]), "AP75": float(e.stats[2]), "AR": float(e.stats[5])}
+
+
+def _subset(coco, keys: set[int]):
+    """The same dataset with only the annotated people in `keys` (the ones a model could be fed)."""
+    from pycocotools.coco import COCO
+
+    subset = COCO()
+    subset.dataset = {**coco.dataset, "annotations": [a for a in coco.dataset["annotations"] if a["id"] in keys]}
+    subset.createIndex()
+    return subset
+
+
+def pckh(ann: Annotations, predictions: dict[int, tuple]) -> dict[str, float]:
+    """Share of visible joints within 0.5 (0.1) head sizes of the annotation, people with a head size."""
+    errors = []
+    for person in ann.people:
+        if person.key not in predictions or not person.head_size:
+            continue
+        xy = predictions[person.key][0]
+        truth = person.keypoints[:, :2] + ann.to_annotation
+        visible = person.keypoints[:, 2] > 0
+        errors.extend(np.linalg.norm(xy[visible] - truth[visible], axis=1) / person.head_size)
+    if not errors:
+        return {}
+    errors = np.asarray(errors)
+    return {"PCKh@0.5": float(np.mean(errors <= 0.5)), "PCKh@0.1": float(np.mean(errors <= 0.1))}
+
+
+METRICS = {"coco": (coco_ap, "AP"), "mpii": (pckh, "PCKh@0.5")}
+
+
+# --- running -------------------------------------------------------------------------------------
+
+def original_artifact(model: dict) -> dict:
+    """What the loader needs to know to feed the original like an artifact: the model's own I/O."""
+    spec = model["input"]
+    return {"format": "original", "precision": "original", "origin": "original", "path": model["source"]["file"],
+            "input_layout": spec.get("layout", "NHWC"),
+            "io": {"inputs": [{"name": spec["name"], "dtype": spec["dtype"], "quantization": None}],
+                   "outputs": [{"name": o["name"], "dtype": "float32", "quantization": None} for o in model["outputs"]]}}
+
+
+def predict_all(predictor, ann: Annotations, names: list[str], progress) -> dict[int, tuple]:
+    """{person key: (keypoints in the annotation's order and convention, scores, crop size)} for
+    every person the model's crop rule can be cut for; the crop size (the model input's longer
+    side in photo pixels) is parity's unit of keypoint error."""
+    from PIL import Image
+
+    from zoo.loader import LoaderError
+
+    index = [names.index(n) for n in ann.names]
+    out, image_path, rgb = {}, None, None
+    for person in ann.people:
+        if person.image != image_path:
+            image_path, rgb = person.image, np.asarray(Image.open(person.image).convert("RGB"))
+        visible = {ann.names[k]: tuple(p[:2]) for k, p in enumerate(person.keypoints) if p[2] > 0}
+        try:
+            pose = predictor(rgb, box=person.box, keypoints=visible)
+        except LoaderError:
+            continue  # e.g. a rotated ROI without visible hips and shoulders
+        finally:
+            progress.update(1)
+        size = max(np.linalg.norm(pose.matrix[:, 0]) * predictor.width, np.linalg.norm(pose.matrix[:, 1]) * predictor.height)
+        out[person.key] = (pose.keypoints[index] + ann.to_annotation, pose.scores[index], size)
+    return out
+
+
+def evaluate(manifest_path: Path, ann: Annotations, resolver=None, ids=None, with_original: bool = True,
+             threads: int = 1, log=print, progress: bool = True) -> dict:
+    from tqdm import tqdm
+
+    from converters.calibration import parity_crop
+    from zoo.loader import Predictor, load
+    from zoo.manifest import read_manifest
+
+    manifest = read_manifest(manifest_path)
+    metric, headline = METRICS[ann.kind]
+    models = [m for m in manifest["models"] if not ids or m["id"] in ids]
+    if ids and len(models) != len(set(ids)):
+        raise EvalError(f"not in {manifest_path}: {sorted(set(ids) - {m['id'] for m in models})}")
+    report = {"annotations": str(ann.path), "metric": headline, "kind": ann.kind, "notes": ann.notes,
+              "people": len(ann.people), "models": []}
+    for model in models:
+        missing = [n for n in ann.names if n not in model["keypoints"]["names"]]
+        if missing:
+            log(f"{model['id']}: skipped, it does not predict {missing[:4]}{'...' if len(missing) > 4 else ''} "
+                f"of {ann.path.name}")
+            continue
+        crop = parity_crop(model)
+        runs = []
+        if with_original and not any(a["origin"] == "vendor" for a in model["artifacts"]):
+            from converters.verify import open_reference
+
+            reference, _ = open_reference(model, resolver)
+            runs.append((original_artifact(model), Predictor(model, original_artifact(model),
+                                                             lambda name, x: reference.run({name: x}), crop)))
+        for art in model["artifacts"]:
+            runs.append((art, load(manifest_path, model["id"], art["format"], art["precision"], art["origin"],
+                                   threads=threads, crop=crop)))
+        entry = {"id": model["id"], "crop": crop, "rows": [], "examples": []}
+        reference_xy = None
+        for art, predictor in runs:
+            label = f"{model['id']} {art['format']} {art['precision']}" + (" (vendor)" if art["origin"] == "vendor" else "")
+            with tqdm(total=len(ann.people), desc=label, disable=not progress, file=sys.stderr, leave=False) as bar:
+                predictions = predict_all(predictor, ann, model["keypoints"]["names"], bar)
+            row = {"format": art["format"], "precision": art["precision"], "origin": art["origin"],
+                   "path": art["path"], "people": len(predictions), **metric(ann, predictions)}
+            if reference_xy is None:
+                reference_xy = predictions
+            row.update(agreement(predictions, reference_xy, model["decoder"].get("min_score")))
+            gates = {k[:-4]: v for k, v in art.get("parity", {}).get("thresholds", {}).items()
+                     if k.startswith("pck@") and k.endswith("_min")}
+            if gates:  # the artifact's own task-level parity gate, on these people
+                row["agrees"] = all(row["agreement"][k] >= v for k, v in gates.items())
+            entry["rows"].append(row)
+            entry["examples"].append({"artifact": art["path"], "keypoints": {
+                str(p.key): np.c_[predictions[p.key][0] - ann.to_annotation, predictions[p.key][1]].round(2).tolist()
+                for p in ann.people[:EXAMPLES] if p.key in predictions}})
+        base = entry["rows"][0].get(headline)
+        for row in entry["rows"]:
+            if base is not None and headline in row:
+                row["drop"] = round(base - row[headline], 6)
+        entry["reference"] = entry["rows"][0]["format"]
+        entry["people"] = [{"key": p.key, "image": str(p.image), "box": list(p.box),
+                            "truth": p.keypoints.round(2).tolist()} for p in ann.people[:EXAMPLES]]
+        entry["names"] = ann.names
+        report["models"].append(entry)
+    return report
+
+
+def agreement(predictions: dict, reference: dict, min_score: float | None) -> dict:
+    """How far each run moved the keypoints from the reference's (the original's, else the first
+    run's), as parity measures it: in units of the crop's longer side; keypoints both runs score
+    below the decoder's `min_score` (found by neither) count as agreeing. Mean `deviation`, and
+    PCK at the radii of parity's gates."""
+    errors = []
+    for key, (xy, scores, size) in predictions.items():
+        if key not in reference:
+            continue
+        ref_xy, ref_scores, _ = reference[key]
+        err = np.linalg.norm(xy - ref_xy, axis=1) / size
+        if min_score is not None:
+            err = np.where((scores >= min_score) | (ref_scores >= min_score), err, 0.0)
+        errors.extend(err)
+    if not errors:
+        return {"deviation": None, "agreement": {}}
+    errors = np.asarray(errors)
+    return {"deviation": round(float(errors.mean()), 6),
+            "agreement": {f"pck@{a}": round(float(np.mean(errors <= a)), 4) for a in (0.01, 0.02, 0.05)}}
+
+
+def print_table(report: dict) -> None:
+    metric = report["metric"]
+    print(f"{Path(report['annotations']).name}: {metric}, {report['people']} annotated people"
+          + "".join(f"; {n}" for n in report["notes"]))
+    print(f"{'model':30s} {'artifact':20s} {'people':>6s} {metric:>9s} {'drop':>7s} {'deviation':>9s} "
+          f"{'agree@.02':>9s} {'agree@.05':>9s} gate")
+    for m in report["models"]:
+        for r in m["rows"]:
+            name = f"{r['format']} {r['precision']}" + (" vendor" if r["origin"] == "vendor" else "")
+            value = f"{r[metric]:.3f}" if metric in r else "n/a"
+            drop = f"{r['drop']:+.3f}" if "drop" in r else ""
+            dev = f"{r['deviation']:.2%}" if r["deviation"] is not None else ""
+            a02, a05 = (f"{r['agreement'][k]:.3f}" if k in r["agreement"] else "" for k in ("pck@0.02", "pck@0.05"))
+            gate = "" if "agrees" not in r else ("pass" if r["agrees"] else "FAIL")
+            print(f"{m['id']:30s} {name:20s} {r['people']:6d} {value:>9s} {drop:>7s} {dev:>9s} {a02:>9s} {a05:>9s} {gate}")
+
+
+def add_arguments(p) -> None:
+    p.add_argument("manifest", type=Path)
+    p.add_argument("--images", type=Path, required=True, help="folder of the annotated images")
+    p.add_argument("--annotations", type=Path, required=True,
+                   help="COCO-format keypoint JSON (OKS AP) or mmpose's MPII JSON (PCKh)")
+    p.add_argument("--ids", help="comma-separated model ids (default: every model that predicts the annotated keypoints)")
+    p.add_argument("--no-original", action="store_true", help="skip running the original (no recipe code, no checkpoint)")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")
+
+
+def run(args) -> int:
+    from converters.sources import Resolver
+
+    ann = read_annotations(args.annotations, args.images)
+    resolver = Resolver(cache_dir=args.cache, mirror_dir=args.mirror, offline=args.offline)
+    ids = [i.strip() for i in args.ids.split(",")] if args.ids else None
+    log = (lambda m: print(m, file=sys.stderr)) if args.json else print
+    report = evaluate(args.manifest, ann, resolver, ids, not args.no_original, args.threads, log, progress=True)
+    from converters.fileio import atomic_write_text
+
+    out = Path(args.manifest).parent / "eval" / f"{Path(args.annotations).stem}.json"
+    if out.exists():  # an earlier run on the same annotations: keep its other models
+        earlier = json.loads(out.read_text())
+        ours = {m["id"] for m in report["models"]}
+        report["models"] = [m for m in earlier["models"] if m["id"] not in ours] + report["models"]
+    atomic_write_text(out, json.dumps(report, indent=1))
+    if args.json:
+        print(json.dumps(report, indent=1))
+    else:
+        print_table(report)
+        print(f"wrote {out}")
+    return 0

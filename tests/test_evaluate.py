@@ -1,0 +1,142 @@
+"""scripts/evaluate.py (`posezoo eval`) and scripts/report.py (`posezoo report`).
+
+Fast tests check the annotation readers' coordinate conventions, PCKh, COCO AP (pycocotools) and
+the agreement measure on hand-made predictions. Slow tests evaluate the `zoo` manifest of
+conftest (EfficientPose RT-Lite from the authors' Keras file, MoveNet from Google's INT8 file) on
+the shared annotations, then write the report and cards."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from scripts.evaluate import EvalError, agreement, coco_ap, pckh, read_annotations
+
+MPII_PERSON = {"image": "a.jpg", "center": [50.0, 60.0], "scale": 0.4,
+               "joints": [[float(10 + k), float(20 + k)] for k in range(16)], "joints_vis": [1] * 15 + [0]}
+
+
+@pytest.fixture
+def mpii_file(tmp_path):
+    from PIL import Image
+
+    Image.new("RGB", (100, 120)).save(tmp_path / "a.jpg")
+    path = tmp_path / "mpii.json"
+    path.write_text(json.dumps([MPII_PERSON]))
+    return path
+
+
+def test_mpii_joints_are_one_based_and_the_box_comes_from_centre_and_scale(mpii_file):
+    ann = read_annotations(mpii_file, mpii_file.parent)
+    person = ann.people[0]
+    np.testing.assert_allclose(person.keypoints[0], [9.5, 19.5, 1])  # 1-based index 10 -> continuous 9.5
+    assert person.keypoints[15, 2] == 0
+    assert person.box == (10.0, 20.0, 80.0, 80.0)
+    assert person.head_size == pytest.approx(np.hypot(1, 1))  # head_top (9) - upper_neck (8)
+    assert ann.to_annotation == 0.5 and "head_top-upper_neck" in ann.notes[0]
+
+
+def test_pckh_counts_visible_joints_within_half_a_head(mpii_file):
+    ann = read_annotations(mpii_file, mpii_file.parent)
+    person = ann.people[0]
+    truth = person.keypoints[:, :2] + ann.to_annotation  # the file's own coordinates
+    xy = truth.copy()
+    xy[:5, 0] += 0.6 * person.head_size  # 5 of the 15 visible joints off by 0.6 heads
+    xy[15] += 100  # not visible: not counted
+    result = pckh(ann, {0: (xy, np.ones(16), 100.0)})
+    assert result["PCKh@0.5"] == pytest.approx(10 / 15)
+    assert result["PCKh@0.1"] == pytest.approx(10 / 15)
+
+
+def test_coco_ap_is_one_for_the_annotations_and_drops_when_keypoints_move(images):
+    ann = read_annotations(images / "coco" / "test_coco.json", images / "coco")
+    assert ann.kind == "coco" and len(ann.names) == 17 and len(ann.people) >= 10
+    exact = {p.key: (p.keypoints[:, :2] + ann.to_annotation, np.ones(17), 1.0) for p in ann.people}
+    assert coco_ap(ann, exact)["AP"] == pytest.approx(1.0)
+    moved = {k: (xy + 0.08 * max(p.box[2:]), s, 1.0) for (k, (xy, s, _)), p in zip(exact.items(), ann.people)}
+    assert coco_ap(ann, moved)["AP"] < 0.6
+
+
+def test_agreement_ignores_keypoints_neither_run_finds():
+    ref = {1: (np.array([[0.0, 0.0], [10.0, 0.0]]), np.array([0.9, 0.1]), 100.0)}
+    run = {1: (np.array([[1.0, 0.0], [60.0, 0.0]]), np.array([0.9, 0.2]), 100.0)}
+    result = agreement(run, ref, min_score=0.3)
+    assert result["agreement"]["pck@0.01"] == 1.0 and result["deviation"] == pytest.approx(0.005)
+    assert agreement(run, ref, min_score=None)["agreement"]["pck@0.05"] == 0.5
+
+
+def test_unknown_annotations_and_missing_images_are_named(tmp_path, mpii_file):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"foo": 1}))
+    with pytest.raises(EvalError, match="bad.json"):
+        read_annotations(bad, tmp_path)
+    with pytest.raises(EvalError, match="a.jpg"):
+        read_annotations(mpii_file, tmp_path / "elsewhere")
+
+
+@pytest.mark.slow
+def test_eval_runs_the_original_and_every_artifact_through_the_loader(zoo, shared, tmp_path):
+    from scripts.cli import main
+
+    common = ["--mirror", str(shared / "checkpoints"), "--cache", str(tmp_path), "--offline"]
+    images = shared / "images"
+    assert main(["eval", str(zoo), "--images", str(images / "mpii"), "--annotations",
+                 str(images / "mpii" / "test_mpii.json"), *common]) == 0
+    assert main(["eval", str(zoo), "--images", str(images / "coco"), "--annotations",
+                 str(images / "coco" / "test_coco.json"), *common]) == 0
+    mpii = json.loads((zoo.parent / "eval" / "test_mpii.json").read_text())
+    coco = json.loads((zoo.parent / "eval" / "test_coco.json").read_text())
+    manifest = json.loads(zoo.read_text())
+    # EfficientPose predicts MPII's 16 joints, MoveNet COCO's 17: each is evaluated where it fits.
+    assert [m["id"] for m in mpii["models"]] == ["efficientpose-rt-lite"]
+    assert [m["id"] for m in coco["models"]] == ["movenet-lightning"]
+    for report, model_id in ((mpii, "efficientpose-rt-lite"), (coco, "movenet-lightning")):
+        entry = report["models"][0]
+        model = next(m for m in manifest["models"] if m["id"] == model_id)
+        paths = [r["path"] for r in entry["rows"]]
+        assert set(a["path"] for a in model["artifacts"]) <= set(paths)
+        assert all(r["people"] >= 5 for r in entry["rows"])
+        assert all(r["agrees"] for r in entry["rows"] if "agrees" in r), entry["rows"]
+    ep = mpii["models"][0]["rows"]
+    assert ep[0]["format"] == "original" and 0.6 <= ep[0]["PCKh@0.5"] <= 1.0  # the authors' model on real people
+    assert all(abs(r["drop"]) <= 0.1 for r in ep)
+    assert coco["models"][0]["rows"][0]["origin"] == "vendor"  # built from Google's file: it is the reference
+
+
+@pytest.mark.slow
+def test_report_shows_every_artifact_with_pictures_and_cards(zoo):
+    """Run after the eval test (same session fixture): the page has a picture per evaluated model."""
+    from scripts.cli import main
+
+    assert main(["report", str(zoo.parent)]) == 0
+    out = zoo.parent / "report"
+    page = (out / "index.html").read_text()
+    manifest = json.loads(zoo.read_text())
+    for model in manifest["models"]:
+        for art in model["artifacts"]:
+            assert art["path"] in page
+        card = (out / "cards" / f"{model['id']}.md").read_text()
+        assert model["source"]["sha256"] in card and all(a["sha256"][:16] in card for a in model["artifacts"])
+    assert (out / "size_vs_error.png").stat().st_size > 10_000
+    pictures = sorted(p.name for p in out.glob("*_test_*.png"))
+    if (zoo.parent / "eval").is_dir():
+        assert "efficientpose-rt-lite_test_mpii.png" in pictures
+        assert page.count("data:image/png;base64,") == 1 + len(pictures)
+
+
+def test_report_rows_list_the_original_every_artifact_and_the_rejected_ones():
+    from scripts.report import artifact_rows
+
+    parity = {"passed": True, "rel_err": 0.01, "cos": 0.99, "pck@0.05": 1.0, "samples": 4}
+    model = {"id": "m", "source": {"file": "m.tflite", "bytes": 10, "sha256": "ab" * 32},
+             "artifacts": [{"path": "m/m_int8.onnx", "format": "onnx", "precision": "int8", "origin": "converted",
+                            "bytes": 5, "sha256": "cd" * 32, "parity": parity}],
+             "rejected": [{"format": "onnx", "precision": "fp32", "reason": "parity gate failed",
+                           "parity": {**parity, "passed": False}}]}
+    evaluation = {"annotations": "x/coco.json", "metric": "AP", "models": [{"id": "m", "rows": [
+        {"format": "original", "precision": "original", "origin": "original", "path": "m.tflite", "AP": 0.5, "drop": 0},
+        {"format": "onnx", "precision": "int8", "origin": "converted", "path": "m/m_int8.onnx", "AP": 0.4,
+         "drop": 0.1}]}]}
+    rows = artifact_rows(model, [evaluation])
+    assert [(r["format"], r["published"]) for r in rows] == [("original", None), ("onnx", True), ("onnx", False)]
+    assert rows[0]["accuracy"]["coco.json"][1]["AP"] == 0.5 and rows[1]["accuracy"]["coco.json"][1]["drop"] == 0.1
