@@ -52,6 +52,7 @@ class ParityReport:
     pck: dict[str, float]
     worst_keypoint_err: float
     pck_visible: dict[str, float] = field(default_factory=dict)
+    ties: float = 0.0  # share of keypoints agreeing only as heatmap ties (see heatmap_ties)
     thresholds: dict[str, float] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
 
@@ -69,7 +70,8 @@ class ParityReport:
 
     def to_dict(self) -> dict:
         return {"samples": self.samples, **self.summary(),
-                **{f"pck_visible@{a}": v for a, v in self.pck_visible.items()}, "outputs": self.outputs,
+                **{f"pck_visible@{a}": v for a, v in self.pck_visible.items()}, "heatmap_ties": self.ties,
+                "outputs": self.outputs,
                 "thresholds": self.thresholds, "passed": self.passed, "failures": self.failures}
 
 
@@ -77,32 +79,62 @@ def keypoint_errors(ref_kp: np.ndarray, out_kp: np.ndarray, size: float) -> np.n
     return np.linalg.norm(ref_kp - out_kp, axis=-1) / size
 
 
+def heatmap_ties(decoder: dict, reference: dict[str, np.ndarray], candidate: dict[str, np.ndarray]) -> np.ndarray:
+    """Per keypoint of a heatmap decoder: is the artifact's peak cell, in the original's own
+    heatmap, tied with the original's peak? Tied means within the smaller of twice the artifact's
+    largest error on that heatmap and 0.1 % of the heatmap's range (or of its value, for a
+    constant map): a difference no precision we publish resolves, so either cell is the
+    original's answer. Only flat maps have such ties (a
+    random-weight model's, an empty one's); a trained model's peak stands far above its
+    neighbours, so its keypoints are judged by position alone."""
+    if decoder.get("type") != "heatmap":
+        return np.zeros(0, bool)
+    ref, out = (np.asarray(o[decoder["output"]], np.float64)[0] for o in (reference, candidate))
+    if decoder.get("layout", "NHWC") == "NCHW":
+        ref, out = ref.transpose(1, 2, 0), out.transpose(1, 2, 0)
+    ref, out = ref.reshape(-1, ref.shape[-1]), out.reshape(-1, out.shape[-1])
+    channels = np.arange(ref.shape[1])
+    at_artifact_peak = ref[out.argmax(0), channels]
+    scale = np.maximum(ref.max(0) - ref.min(0), np.abs(ref).max(0))  # a constant map's scale is its value
+    tolerance = np.minimum(2 * np.abs(out - ref).max(0), 1e-3 * scale)
+    return (at_artifact_peak >= ref.max(0) - tolerance)[: decoder.get("num_keypoints", ref.shape[1])]
+
+
 def compare(reference_outputs: list[dict[str, np.ndarray]], candidate_outputs: list[dict[str, np.ndarray]],
-            decode: Callable, keypoint_scale: float, min_score: float | None = None) -> ParityReport:
+            decode: Callable, keypoint_scale: float, min_score: float | None = None,
+            decoder: dict | None = None) -> ParityReport:
     """Compare per-sample outputs of the original and an artifact (lists in the same order).
 
     `min_score`: the decoder's detection threshold, for decoders that report a keypoint below it
     as not found (a heatmap's argmax on a flat, empty map is noise: its position is no answer).
     A keypoint both sides report as not found agrees; where either side finds it, the positions
-    are compared (a score just across the threshold on one side is not a disagreement). Besides PCK over all keypoints (what gates read), `pck_visible` counts only the
-    keypoints the original itself scores >= 0.5: informational, for judging where
-    disagreements sit."""
+    are compared (a score just across the threshold on one side is not a disagreement).
+    `decoder` (a heatmap decoder's spec): a keypoint whose artifact peak ties with the original's
+    (`heatmap_ties`) agrees; `ties` reports the share of keypoints that this settled.
+    Besides PCK over all keypoints (what gates read), `pck_visible` counts only the keypoints the
+    original itself scores >= 0.5: informational, for judging where disagreements sit."""
     aligned = [{n: align(r[n], _match(c, n, r[n])) for n in r} for r, c in zip(reference_outputs, candidate_outputs)]
     per_output = {name: tensor_metrics(np.stack([r[name] for r in reference_outputs]),
                                        np.stack([c[name] for c in aligned]))
                   for name in reference_outputs[0]}
-    errors, visible = [], []
+    errors, visible, settled = [], [], 0
     for r, c in zip(reference_outputs, aligned):
         (ref_xy, ref_scores), (out_xy, out_scores) = decode(r), decode(c)
         err = keypoint_errors(ref_xy, out_xy, keypoint_scale)
         if min_score is not None:
             err = np.where((ref_scores >= min_score) | (out_scores >= min_score), err, 0.0)
+        if decoder is not None:
+            ties = heatmap_ties(decoder, r, c)
+            if ties.size:
+                settled += int(np.sum(ties & (err > 0)))
+                err = np.where(ties, 0.0, err)
         errors.append(err)
         visible.append(ref_scores >= 0.5)
     errors, visible = np.concatenate(errors), np.concatenate(visible)
     pck = {str(a): float(np.mean(errors <= a)) for a in ALPHAS}
     pck_visible = {str(a): float(np.mean(errors[visible] <= a)) if visible.any() else 1.0 for a in ALPHAS}
-    return ParityReport(len(reference_outputs), per_output, pck, float(errors.max()), pck_visible)
+    return ParityReport(len(reference_outputs), per_output, pck, float(errors.max()), pck_visible,
+                        ties=round(settled / len(errors), 6))
 
 
 def _match(outputs: dict[str, np.ndarray], name: str, reference: np.ndarray) -> np.ndarray:

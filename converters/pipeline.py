@@ -295,7 +295,7 @@ class ParityBench:
         runner = open_runner(path, reference_kernels=reference_kernels)
         outputs = [runner(f) for f in _bar(self.feeds, f"parity {Path(path).name}", self.progress)]
         report = parity.compare(self.reference, outputs, lambda o: decode(self.decoder, o), self.keypoint_scale,
-                                self.decoder.get("min_score"))
+                                self.decoder.get("min_score"), self.decoder)
         return parity.apply_gate(report, thresholds)
 
 

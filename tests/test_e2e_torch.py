@@ -4,9 +4,10 @@ one EfficientPose-NAS variant.
 The official checkpoints cannot be downloaded here, so each test writes a checkpoint with exactly
 the official structure (key names, shapes and nesting from tests/data/official_keys, dumped from
 the publishers' own code) filled with random weights, and converts it through the same loading
-code a genuine file takes. Random weights give flat heatmaps whose argmax float noise decides, so
-these tests hold the artifacts to the tensor gates (what the issue asks of them) and leave the
-keypoint gates to genuine weights.
+code a genuine file takes. Random weights give flat heatmaps: where the artifact's peak ties with
+the original's within float noise (parity.heatmap_ties) the keypoint agrees, so FP32 and FP16 pass
+every gate and are published. INT8 quality can only be judged on genuine weights: its gate
+decides on its own and these tests only require its entry (published or rejected with numbers).
 """
 import json
 from pathlib import Path
@@ -35,7 +36,7 @@ def built(request, tmp_path_factory, images):
     return model_id, work, checkpoint, code
 
 
-def test_six_artifacts_pass_the_fp32_and_fp16_tensor_gates(built):
+def test_fp32_and_fp16_pass_every_gate_and_are_published(built):
     model_id, work, _, code = built
     (model,) = read_manifest(work / "zoo" / "manifest.json")["models"]
     assert code == 0 and model["id"] == model_id
@@ -45,6 +46,7 @@ def test_six_artifacts_pass_the_fp32_and_fp16_tensor_gates(built):
         assert entries[fmt, "fp32"]["parity"]["rel_err"] <= 1e-4
         assert entries[fmt, "fp16"]["parity"]["cos"] >= 0.9999
     published = {(a["format"], a["precision"]) for a in model["artifacts"]}
+    assert {(f, p) for f in ("onnx", "tflite") for p in ("fp32", "fp16")} <= published, model.get("rejected")
     for fmt, precision in published:
         assert (work / "zoo" / model_id / f"{model_id}_{precision}.{fmt}").is_file()
     tflite = [a for a in model["artifacts"] if a["format"] == "tflite"]

@@ -67,3 +67,22 @@ def test_keypoints_below_the_decoders_threshold_count_as_not_found():
     report = compare([{"maps": ref}], [{"maps": out}], lambda o: decode(spec, o), 10.0, spec["min_score"])
     assert report.pck["0.05"] == pytest.approx(3 / 4)
     assert report.worst_keypoint_err == pytest.approx(np.hypot(7, 7) / 10)
+
+
+def test_a_heatmap_tie_agrees_but_a_trained_peak_is_judged_by_position():
+    """Channel 0 is flat (a random-weight model's): its two top cells differ by 1e-6 of the
+    value, so the artifact's 1e-6 error can swap them: a tie, it agrees. Channel 1 has a trained
+    model's peak (0.8 over 0.05): an artifact that moves it is a miss, whatever its error."""
+    from zoo.decoders import decode
+
+    spec = {"type": "heatmap", "output": "maps", "layout": "NHWC", "stride": 1.0}
+    ref = np.full((1, 10, 10, 2), 0.5, np.float32)
+    ref[..., 1] = 0.05
+    ref[0, 2, 2, 0], ref[0, 7, 7, 0] = 0.5 + 2e-6, 0.5 + 1e-6
+    ref[0, 2, 2, 1], ref[0, 7, 7, 1] = 0.8, 0.6
+    out = ref.copy()
+    out[0, 7, 7, 0] = 0.5 + 3e-6  # the flat map's peak moves to the other cell
+    out[0, 7, 7, 1] = 0.9  # the trained peak moves too
+    report = compare([{"maps": ref}], [{"maps": out}], lambda o: decode(spec, o), 10.0, decoder=spec)
+    assert report.pck["0.05"] == 0.5 and report.ties == 0.5
+    assert report.worst_keypoint_err == pytest.approx(np.hypot(5, 5) / 10)
