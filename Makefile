@@ -13,7 +13,13 @@ $(STAMP): pyproject.toml requirements/lock.txt requirements/no-deps.txt
 	$(VENV)/bin/python -m pip install --quiet --no-deps -r requirements/no-deps.txt
 	touch $@
 
-install: $(STAMP)
+# The web page's runtimes (onnxruntime-web, @litertjs/core), exactly as zoo/web/package-lock.json says.
+WEB_STAMP := zoo/web/node_modules/.package-lock.json
+
+$(WEB_STAMP): zoo/web/package.json zoo/web/package-lock.json
+	cd zoo/web && npm ci --no-audit --no-fund --loglevel=error
+
+install: $(STAMP) $(WEB_STAMP)
 
 # Main job: the families whose genuine originals are reachable here, up to 54 artifacts:
 # BlazePose Lite/Full/Heavy from Google's npm package, EfficientPose RT/RT-Lite/I/I-Lite (the
@@ -29,7 +35,7 @@ build: $(STAMP)
 		--mirror $(MIRROR) --keep-going
 	$(VENV)/bin/posezoo verify $(OUT)/manifest.json --mirror $(MIRROR)
 
-test: $(STAMP)
+test: $(STAMP) $(WEB_STAMP)
 	POSEZOO_SHARED=$(abspath $(SHARED)) $(VENV)/bin/python -m pytest -q
 
 .PHONY: install build test

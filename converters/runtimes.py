@@ -46,13 +46,27 @@ class TFLiteRunner:
         return [d["name"] for d in self.inputs]
 
     def io_details(self) -> dict:
-        """dtype and quantization (scale, zero_point; None when float) of every input and output."""
+        """dtype and quantization (scale, zero_point; None when float) of every input and output,
+        and its key in the file's signature where it has one: signature-based runtimes (LiteRT.js,
+        LiteRT's CompiledModel) know tensors by that key (`output_0`), the interpreter by name."""
+        keys = self._signature_keys()
+
         def describe(d):
             scale, zp = d["quantization"]
             q = {"scale": float(scale), "zero_point": int(zp)} if scale else None
-            return {"name": d["name"], "dtype": np.dtype(d["dtype"]).name, "shape": d["shape"].tolist(),
-                    "quantization": q}
+            entry = {"name": d["name"], "dtype": np.dtype(d["dtype"]).name, "shape": d["shape"].tolist(),
+                     "quantization": q}
+            return {**entry, "signature_key": keys[d["index"]]} if d["index"] in keys else entry
         return {"inputs": [describe(d) for d in self.inputs], "outputs": [describe(d) for d in self.outputs]}
+
+    def _signature_keys(self) -> dict[int, str]:
+        """{tensor index: key} of the file's only signature; empty without exactly one."""
+        signatures = self.interpreter.get_signature_list()
+        if len(signatures) != 1:
+            return {}
+        runner = self.interpreter.get_signature_runner(next(iter(signatures)))
+        details = {**runner.get_input_details(), **runner.get_output_details()}
+        return {d["index"]: key for key, d in details.items()}
 
     def __call__(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         for d in self.inputs:

@@ -222,6 +222,13 @@ def parser() -> argparse.ArgumentParser:
     report.add_arguments(s)
     s.set_defaults(fn=report.run)
 
+    from scripts import serve
+
+    s = sub.add_parser("serve", help="the web page that runs any artifact of DIR/manifest.json in the browser, "
+                                     "on localhost")
+    serve.add_arguments(s)
+    s.set_defaults(fn=serve.run)
+
     s = sub.add_parser("walk", help="where an artifact first departs from its TFLite original: every "
                                     "intermediate tensor compared, in quantization steps")
     s.add_argument("original", help="the original (or vendor) .tflite file")
@@ -241,12 +248,13 @@ def main(argv: list[str] | None = None) -> int:
     from converters.onnx_to_tflite import ConversionError
     from converters.sources import SourceError
     from recipes import RecipeError
+    from scripts.serve import ServeError
     from zoo.loader import LoaderError
     from zoo.manifest import ManifestError
 
     try:
         return args.fn(args)
-    except (SourceError, RecipeError, ManifestError, CalibrationError, LoaderError, ValueError) as e:
+    except (SourceError, RecipeError, ManifestError, CalibrationError, LoaderError, ServeError, ValueError) as e:
         print(f"posezoo {args.command}: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except ConversionError as e:

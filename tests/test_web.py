@@ -1,0 +1,123 @@
+"""The web page (zoo/web) in headless Chromium: the JavaScript twin of zoo/loader.py.
+
+Fast-ish tests compare the page's crop matrices and warp with the Python loader's, exactly. The
+slow test runs every artifact of the `zoo` manifest of conftest (MoveNet Lightning: Google's INT8
+file and our ONNX of it; EfficientPose RT-Lite FP32/INT8, ONNX and TFLite, from the authors' Keras
+file) in the page on every shared photo (and MoveNet on every annotated person's box) and checks
+the keypoints against the Python loader's on the same artifact: FP32/FP16 PCK@0.01 = 1.0, INT8
+PCK@0.02 >= 0.95, in units of the crop's longer side; a keypoint both score below the decoder's
+min_score is found by neither and agrees, as in parity.
+
+Needs Debian's chromium and chromium-driver and `npm ci` in zoo/web (the Makefile and .ci/run do
+both); skipped where they are missing unless POSEZOO_REQUIRE_BROWSER=1 (CI sets it)."""
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from scripts import browser
+from scripts.serve import WEB
+from zoo.loader import crop_matrix, load, warp
+
+MISSING = browser.available() or (None if (WEB / "node_modules" / "onnxruntime-web").is_dir()
+                                  else f"npm ci has not run in {WEB}")
+if MISSING and os.environ.get("POSEZOO_REQUIRE_BROWSER") == "1":
+    raise RuntimeError(f"POSEZOO_REQUIRE_BROWSER=1 but {MISSING}")
+pytestmark = pytest.mark.skipif(bool(MISSING), reason=f"browser test: {MISSING}")
+
+
+@pytest.fixture(scope="module")
+def page(zoo, images):
+    with browser.Page(zoo.parent, images) as p:
+        yield p
+
+
+@pytest.fixture(scope="module")
+def empty_page(tmp_path_factory, images):
+    """The page over a manifest with no models: enough for its geometry."""
+    directory = tmp_path_factory.mktemp("empty")
+    (directory / "manifest.json").write_text('{"schema_version": 1, "models": []}')
+    with browser.Page(directory, images) as p:
+        yield p
+
+
+def test_crop_matrices_match_the_python_loader(empty_page):
+    page = empty_page
+    rng = np.random.default_rng(1)
+    roi = {"kind": "rotated_roi", "center_keypoints": ["lh", "rh"], "up_keypoints": ["ls", "rs"], "expand": 1.25}
+    for _ in range(20):
+        kp = {n: rng.uniform(0, 400, 2).tolist() for n in ("lh", "rh", "ls", "rs", "nose")}
+        box = rng.uniform(10, 300, 4).tolist()
+        for crop in ({"kind": "whole_image"}, {"kind": "whole_image", "resize": "stretch"},
+                     {"kind": "box", "padding": 1.25}, roi):
+            js = page.driver.execute_script("return window.posezoo.cropMatrix(...arguments)", crop, 192, 256,
+                                            [640, 480], box, kp)
+            np.testing.assert_allclose(js, crop_matrix(crop, 192, 256, (640, 480), box, kp), rtol=1e-12, atol=1e-9)
+
+
+def test_warp_is_the_python_warp_bit_for_bit(empty_page):
+    page = empty_page
+    rng = np.random.default_rng(2)
+    image = rng.integers(0, 256, (23, 31, 3), dtype=np.uint8)
+    rgba = np.concatenate([image, np.full((23, 31, 1), 255, np.uint8)], axis=2)
+    for _ in range(10):
+        matrix = np.c_[rng.normal(0, 1.5, (2, 2)), rng.uniform(-10, 40, 2)]
+        js = page.driver.execute_script("return window.posezoo.warp(...arguments)", rgba.ravel().tolist(), 31, 23,
+                                        matrix.tolist(), 17, 13)
+        np.testing.assert_array_equal(np.asarray(js, np.uint8).reshape(13, 17, 3), warp(image, matrix, 17, 13))
+
+
+def _agreement(model, py_pose, js_pose, height, width):
+    m = py_pose.matrix
+    size = max(np.linalg.norm(m[:, 0]) * width, np.linalg.norm(m[:, 1]) * height)
+    err = np.linalg.norm(py_pose.keypoints - np.asarray(js_pose["keypoints"]), axis=1) / size
+    min_score = model["decoder"].get("min_score")
+    if min_score is not None:
+        found = (py_pose.scores >= min_score) | (np.asarray(js_pose["scores"]) >= min_score)
+        err = np.where(found, err, 0.0)
+    return err
+
+
+@pytest.mark.slow
+def test_every_artifact_in_the_page_agrees_with_the_python_loader(zoo, images, page):
+    import json
+
+    manifest = json.loads(zoo.read_text())
+    for model in manifest["models"]:
+        for art in model["artifacts"]:
+            py = load(zoo, model["id"], art["format"], art["precision"], art["origin"])
+            errors = []
+            for s, sample in enumerate(page.samples):
+                rgb = np.asarray(Image.open(images / sample["name"]).convert("RGB"))
+                runs = [(0, None)]  # the whole frame, as the manifest's input.crop says
+                if "calibration_crop" in model and model["id"].startswith("movenet"):
+                    runs += [(k, model["calibration_crop"]) for k in range(len(sample["people"]))]
+                for person, crop in runs:
+                    p = sample["people"][person]
+                    py.crop = crop or model["input"]["crop"]
+                    py_pose = py(rgb, box=p["box"], keypoints=p["keypoints"])
+                    js_pose = page.predict(model["id"], art["path"], s, person, crop)
+                    assert js_pose["names"] == py_pose.names
+                    errors.append(_agreement(model, py_pose, js_pose, py.height, py.width))
+            errors = np.concatenate(errors)
+            radius, need = (0.02, 0.95) if art["precision"] == "int8" else (0.01, 1.0)
+            share = float(np.mean(errors <= radius))
+            assert share >= need, f"{art['path']}: PCK@{radius} {share:.3f} web vs Python (worst {errors.max():.4f})"
+            assert len(errors) >= 19 * len(page.samples[0]["people"][:1])
+
+
+@pytest.mark.slow
+def test_the_page_draws_the_pose_and_reports_its_latency(zoo, page, tmp_path):
+    import json
+
+    model = next(m for m in json.loads(zoo.read_text())["models"] if m["id"] == "efficientpose-rt-lite")
+    art = next(a for a in model["artifacts"] if a["format"] == "tflite" and a["precision"] == "int8")
+    sample = next(i for i, s in enumerate(page.samples) if s["name"] == "single/squat.bmp")
+    shot = page.screenshot(model["id"], art["path"], sample, 0, tmp_path / "page.png")
+    shutil.copy(shot, Path(os.environ.get("POSEZOO_SCREENSHOTS", tmp_path)) / "page_efficientpose-rt-lite_int8.png")
+    assert shot.stat().st_size > 50_000
+    times = page.latencies(model["id"], art["path"], runs=3, sample=sample)
+    assert len(times) == 3 and all(0 < t < 10_000 for t in times)

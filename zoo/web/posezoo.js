@@ -1,0 +1,299 @@
+// posezoo in the browser: run any artifact of a manifest, knowing nothing but the manifest.
+//
+// The JavaScript twin of zoo/loader.py, step for step: the crop's affine matrix, the warp (PIL's
+// bilinear AFFINE: pixel centres at +0.5, black outside, truncated to integers), colour order,
+// normalization, quantization, the artifact's layout, dequantized outputs, the manifest's decoder,
+// keypoints mapped back to the photo. ONNX artifacts run on ONNX Runtime Web (wasm), TFLite ones
+// on LiteRT.js (wasm); both come from npm (zoo/web/package-lock.json), nothing from a CDN.
+// No code path depends on a model's name: only on what its manifest entry says.
+
+import * as ort from "onnxruntime-web";
+import { loadLiteRt, loadAndCompile, Tensor } from "@litertjs/core";
+
+const INTEGER_DTYPES = new Set(["int8", "uint8", "int32"]);
+const TYPED = { float32: Float32Array, int8: Int8Array, uint8: Uint8Array, int32: Int32Array };
+
+export async function loadManifest(url) {
+  const response = await fetch(url);
+  if (!response.ok) throw new Error(`cannot read ${url}: HTTP ${response.status}`);
+  const manifest = await response.json();
+  if (manifest.schema_version !== 1) throw new Error(`manifest schema_version ${manifest.schema_version}: this page reads version 1`);
+  return manifest;
+}
+
+export function inputHW(spec) {
+  const s = spec.shape;
+  return (spec.layout || "NHWC") === "NHWC" ? [s[1], s[2]] : [s[2], s[3]];
+}
+
+function affine(center, xAxis, yAxis, width, height) {
+  const ox = center[0] - xAxis[0] * width / 2 - yAxis[0] * height / 2;
+  const oy = center[1] - xAxis[1] * width / 2 - yAxis[1] * height / 2;
+  return [[xAxis[0], yAxis[0], ox], [xAxis[1], yAxis[1], oy]];
+}
+
+// The input->image affine of `crop` (the manifest's input.crop) for an image of [width, height].
+export function cropMatrix(crop, width, height, imageSize, box, keypoints) {
+  const [w, h] = imageSize;
+  if (crop.kind === "whole_image") {
+    if ((crop.resize || "letterbox") === "stretch") return affine([w / 2, h / 2], [w / width, 0], [0, h / height], width, height);
+    const s = Math.max(w / width, h / height);
+    return affine([w / 2, h / 2], [s, 0], [0, s], width, height);
+  }
+  if (crop.kind === "box") {
+    if (!box) throw new Error("this model crops a person's box: pick a person");
+    const [x, y, bw, bh] = box;
+    const aspect = width / height;
+    const side = bw / Math.max(bh, 1e-6) > aspect ? bw : bh * aspect;
+    const s = (crop.padding ?? 1.25) * side / width;
+    return affine([x + bw / 2, y + bh / 2], [s, 0], [0, s], width, height);
+  }
+  if (crop.kind === "rotated_roi") {
+    const need = [...crop.center_keypoints, ...crop.up_keypoints];
+    const missing = need.filter((n) => !keypoints || !(n in keypoints));
+    if (missing.length) throw new Error(`this model crops a rotated ROI around ${need.join(", ")}: missing ${missing.join(", ")}`);
+    const mean = (names) => [0, 1].map((i) => names.reduce((a, n) => a + keypoints[n][i], 0) / names.length);
+    const center = mean(crop.center_keypoints);
+    const upPoint = mean(crop.up_keypoints);
+    const up = [upPoint[0] - center[0], upPoint[1] - center[1]];
+    const norm = Math.hypot(up[0], up[1]);
+    if (norm < 1e-6) throw new Error("the ROI's centre and up keypoints coincide");
+    let radius = 0;
+    for (const p of Object.values(keypoints)) radius = Math.max(radius, Math.hypot(p[0] - center[0], p[1] - center[1]));
+    const side = 2 * radius * (crop.expand ?? 1.25);
+    const down = [-up[0] / norm, -up[1] / norm];
+    const right = [down[1], -down[0]]; // a rotation, never a mirror
+    return affine(center, [right[0] * side / width, right[1] * side / width], [down[0] * side / height, down[1] * side / height], width, height);
+  }
+  throw new Error(`unknown crop kind ${crop.kind}`);
+}
+
+// HxWx3 RGB bytes sampled from `rgba` (ImageData.data of an iw x ih image) on the input grid.
+export function warp(rgba, iw, ih, m, width, height) {
+  const out = new Uint8Array(width * height * 3);
+  const px = (x, y, c) => rgba[(y * iw + x) * 4 + c];
+  for (let j = 0; j < height; j++) {
+    const gy = j + 0.5;
+    for (let i = 0; i < width; i++) {
+      const gx = i + 0.5;
+      let sx = m[0][0] * gx + m[0][1] * gy + m[0][2];
+      let sy = m[1][0] * gx + m[1][1] * gy + m[1][2];
+      if (!(sx >= 0 && sx < iw && sy >= 0 && sy < ih)) continue; // black
+      sx -= 0.5;
+      sy -= 0.5;
+      const x0 = Math.floor(sx), y0 = Math.floor(sy);
+      const dx = sx - x0, dy = sy - y0;
+      const xa = Math.min(Math.max(x0, 0), iw - 1), xb = Math.min(Math.max(x0 + 1, 0), iw - 1);
+      const ya = Math.min(Math.max(y0, 0), ih - 1), yb = Math.min(Math.max(y0 + 1, 0), ih - 1);
+      for (let c = 0; c < 3; c++) {
+        const top = px(xa, ya, c) + (px(xb, ya, c) - px(xa, ya, c)) * dx;
+        const bottom = px(xa, yb, c) + (px(xb, yb, c) - px(xa, yb, c)) * dx;
+        out[(j * width + i) * 3 + c] = Math.trunc(top + (bottom - top) * dy);
+      }
+    }
+  }
+  return out;
+}
+
+// The crop as the artifact's input tensor data: colour order, (x - mean) / std for float
+// models, quantized where the artifact's input is, then the artifact's layout (batch 1).
+export function toTensor(rgb, width, height, spec, ioInput, layout) {
+  const n = width * height;
+  const bgr = (spec.color || "RGB") === "BGR";
+  const values = new Float64Array(n * 3);
+  const norm = spec.normalization || { mean: [0, 0, 0], std: [1, 1, 1] };
+  const mean = norm.mean.map(Math.fround), std = norm.std.map(Math.fround); // float32, as the loader
+  for (let p = 0; p < n; p++) {
+    for (let c = 0; c < 3; c++) {
+      const v = rgb[p * 3 + (bgr ? 2 - c : c)];
+      values[p * 3 + c] = spec.dtype === "float32" ? Math.fround(Math.fround(v - mean[c]) / std[c]) : v;
+    }
+  }
+  const q = ioInput.quantization;
+  const Typed = TYPED[ioInput.dtype];
+  if (!Typed) throw new Error(`input dtype ${ioInput.dtype} is not supported`);
+  const data = new Typed(n * 3);
+  const range = INTEGER_DTYPES.has(ioInput.dtype) ? { int8: [-128, 127], uint8: [0, 255], int32: [-(2 ** 31), 2 ** 31 - 1] }[ioInput.dtype] : null;
+  for (let p = 0; p < n; p++) {
+    for (let c = 0; c < 3; c++) {
+      let v = values[p * 3 + c];
+      if (range && q && spec.dtype === "float32") {
+        v = Math.min(Math.max(roundHalfEven(Math.fround(v / Math.fround(q.scale))) + q.zero_point, range[0]), range[1]);
+      }
+      const at = layout === "NCHW" ? c * n + p : p * 3 + c;
+      data[at] = v;
+    }
+  }
+  const shape = layout === "NCHW" ? [1, 3, height, width] : [1, height, width, 3];
+  return { data, shape };
+}
+
+function roundHalfEven(x) {
+  const r = Math.round(x);
+  return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
+// The artifact's outputs as float32 arrays in the manifest's layout: { name: { data, shape } }.
+export function modelOutputs(raw, ioOutputs, outputs, transposed) {
+  const io = Object.fromEntries(ioOutputs.map((o) => [o.name, o]));
+  const result = {};
+  for (const spec of outputs) {
+    const y = raw[spec.name];
+    if (!y) throw new Error(`the artifact has no output named ${spec.name} (it has ${Object.keys(raw).join(", ")})`);
+    const q = io[spec.name] && io[spec.name].quantization;
+    let data = Float32Array.from(y.data, q && !(y.data instanceof Float32Array) ? (v) => (Number(v) - q.zero_point) * q.scale : Number);
+    let shape = Array.from(y.shape);
+    if (transposed && shape.length === 4) {
+      const [b, h, w, c] = shape; // the NHWC file's output back to the model's NCHW
+      const t = new Float32Array(data.length);
+      for (let yy = 0; yy < h; yy++) for (let xx = 0; xx < w; xx++) for (let k = 0; k < c; k++) t[(k * h + yy) * w + xx] = data[(yy * w + xx) * c + k];
+      data = t;
+      shape = [b, c, h, w];
+    }
+    result[spec.name] = { data, shape };
+  }
+  return result;
+}
+
+const sigmoid = (x) => 1 / (1 + Math.exp(-Math.min(Math.max(x, -80), 80)));
+
+export function decode(spec, outputs) {
+  if (spec.type === "regression") {
+    const flat = outputs[spec.output].data;
+    const xy = [], scores = [];
+    const scale = spec.coordinate_scale ?? 1;
+    for (let k = 0; k < spec.num_keypoints; k++) {
+      const row = k * spec.values_per_keypoint;
+      xy.push([flat[row + spec.x_index] * scale, flat[row + spec.y_index] * scale]);
+      let s = "score_index" in spec ? flat[row + spec.score_index] : 1;
+      if (spec.score_activation === "sigmoid") s = sigmoid(s);
+      scores.push(s);
+    }
+    return { xy, scores };
+  }
+  if (spec.type === "heatmap") {
+    const { data, shape } = outputs[spec.output];
+    const nchw = (spec.layout || "NHWC") === "NCHW";
+    const [height, width, channels] = nchw ? [shape[2], shape[3], shape[1]] : [shape[1], shape[2], shape[3]];
+    const at = (y, x, k) => (nchw ? data[(k * height + y) * width + x] : data[(y * width + x) * channels + k]);
+    const xy = [], scores = [];
+    const count = spec.num_keypoints ?? channels;
+    const offset = spec.pixel_offset ?? 0, stride = spec.stride ?? 1;
+    for (let k = 0; k < count; k++) {
+      let best = -Infinity, bx = 0, by = 0;
+      for (let y = 0; y < height; y++) for (let x = 0; x < width; x++) { const v = at(y, x, k); if (v > best) { best = v; bx = x; by = y; } }
+      let fx = bx, fy = by;
+      if ((spec.refine || "none") === "quarter_offset" && bx > 1 && bx < width - 1 && by > 1 && by < height - 1) {
+        fx += 0.25 * Math.sign(at(by, bx + 1, k) - at(by, bx - 1, k));
+        fy += 0.25 * Math.sign(at(by + 1, bx, k) - at(by - 1, bx, k));
+      }
+      xy.push([(fx + offset) * stride, (fy + offset) * stride]);
+      scores.push(best);
+    }
+    return { xy, scores };
+  }
+  throw new Error(`unknown decoder type ${spec.type}`);
+}
+
+// --- runtimes ----------------------------------------------------------------------------------
+
+let liteRtReady = null;
+
+async function openOnnx(url, threads) {
+  ort.env.wasm.wasmPaths = "/node_modules/onnxruntime-web/dist/";
+  ort.env.wasm.numThreads = threads;
+  const session = await ort.InferenceSession.create(url, { executionProviders: ["wasm"], graphOptimizationLevel: "all" });
+  return async (inputName, x, dtype) => {
+    const results = await session.run({ [inputName]: new ort.Tensor(dtype, x.data, x.shape) });
+    return Object.fromEntries(Object.entries(results).map(([name, t]) => [name, { data: t.data, shape: t.dims }]));
+  };
+}
+
+async function openTflite(url, threads, io) {
+  liteRtReady ??= loadLiteRt("/node_modules/@litertjs/core/wasm/");
+  await liteRtReady;
+  const model = await loadAndCompile(url, { accelerator: "wasm", cpuOptions: { numThreads: threads } });
+  const inputs = model.getInputDetails(), outputs = model.getOutputDetails();
+  // LiteRT.js knows a signature's tensors by their signature keys: the manifest records them.
+  const byKey = Object.fromEntries(io.outputs.filter((o) => o.signature_key).map((o) => [o.signature_key, o.name]));
+  const inputKey = io.inputs[0].signature_key || io.inputs[0].name;
+  if (inputs.length !== 1 || inputs[0].name !== inputKey) {
+    throw new Error(`LiteRT.js sees inputs ${inputs.map((d) => d.name).join(", ")}; the manifest says ${inputKey}`);
+  }
+  return async (inputName, x) => {
+    const tensor = new Tensor(x.data, x.shape);
+    const results = await model.run([tensor]);
+    tensor.delete();
+    const raw = {};
+    results.forEach((t, k) => {
+      raw[byKey[outputs[k].name] || outputs[k].name] = { data: t.toTypedArray().slice(), shape: Array.from(outputs[k].shape) };
+      t.delete();
+    });
+    return raw;
+  };
+}
+
+// A predictor for one artifact: predict(imageData, {box, keypoints}) -> keypoints in the photo.
+export async function load(manifest, baseUrl, modelId, artifactPath, { threads = 1 } = {}) {
+  const model = manifest.models.find((m) => m.id === modelId);
+  if (!model) throw new Error(`no model ${modelId} in the manifest`);
+  const artifact = model.artifacts.find((a) => a.path === artifactPath);
+  if (!artifact) throw new Error(`${modelId} has no artifact ${artifactPath}`);
+  if (artifact.io.inputs.length !== 1) throw new Error(`${artifactPath}: the page feeds exactly one input`);
+  const url = new URL(artifact.path, baseUrl).href;
+  const bytes = new Uint8Array(await (await fetch(url)).arrayBuffer());
+  const digest = Array.from(new Uint8Array(await crypto.subtle.digest("SHA-256", bytes)), (b) => b.toString(16).padStart(2, "0")).join("");
+  if (digest !== artifact.sha256) throw new Error(`${artifactPath} is not the file the manifest lists: sha256 ${digest}, manifest says ${artifact.sha256}`);
+  const run = artifact.format === "onnx" ? await openOnnx(bytes, threads) : await openTflite(bytes, threads, artifact.io);
+  const spec = model.input;
+  const [height, width] = inputHW(spec);
+  const ioInput = artifact.io.inputs[0];
+  const transposed = artifact.input_layout !== (spec.layout || "NHWC");
+  return async function predict(image, { box = null, keypoints = null, crop = null } = {}) {
+    const m = cropMatrix(crop || spec.crop, width, height, [image.width, image.height], box, keypoints);
+    const rgb = warp(image.data, image.width, image.height, m, width, height);
+    const x = toTensor(rgb, width, height, spec, ioInput, artifact.input_layout);
+    const start = performance.now();
+    const raw = await run(ioInput.name, x, ioInput.dtype);
+    const milliseconds = performance.now() - start;
+    const outs = modelOutputs(raw, artifact.io.outputs, model.outputs, transposed);
+    const { xy, scores } = decode(model.decoder, outs);
+    const inImage = xy.map(([u, v]) => [m[0][0] * u + m[0][1] * v + m[0][2], m[1][0] * u + m[1][1] * v + m[1][2]]);
+    return { keypoints: inImage, scores, names: model.keypoints.names, matrix: m, milliseconds };
+  };
+}
+
+// Decoded pixels of an image URL, without colour management (the build reads files as they are).
+export async function imageData(url) {
+  const blob = await (await fetch(url)).blob();
+  const bitmap = await createImageBitmap(blob, { colorSpaceConversion: "none", premultiplyAlpha: "none" });
+  const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
+  const ctx = canvas.getContext("2d");
+  ctx.drawImage(bitmap, 0, 0);
+  return ctx.getImageData(0, 0, bitmap.width, bitmap.height);
+}
+
+// Skeleton, keypoints coloured by score, on a canvas showing the image.
+export function draw(canvas, image, pose, skeleton, minScore = 0) {
+  canvas.width = image.width;
+  canvas.height = image.height;
+  const ctx = canvas.getContext("2d");
+  ctx.putImageData(image, 0, 0);
+  const r = Math.max(2, Math.round(Math.max(image.width, image.height) / 250));
+  ctx.lineWidth = r;
+  ctx.strokeStyle = "#00c8ff";
+  for (const [a, b] of skeleton) {
+    if (pose.scores[a] < minScore || pose.scores[b] < minScore) continue;
+    ctx.beginPath();
+    ctx.moveTo(...pose.keypoints[a]);
+    ctx.lineTo(...pose.keypoints[b]);
+    ctx.stroke();
+  }
+  pose.keypoints.forEach(([x, y], k) => {
+    if (pose.scores[k] < minScore) return;
+    ctx.fillStyle = `hsl(${Math.round(60 * Math.min(Math.max(pose.scores[k], 0), 1))}, 100%, 50%)`;
+    ctx.beginPath();
+    ctx.arc(x, y, r * 1.5, 0, 2 * Math.PI);
+    ctx.fill();
+  });
+}
