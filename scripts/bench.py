@@ -26,6 +26,10 @@ How:
 - the time of one inference is: set the inputs, invoke, read the outputs (TFLite), or
   `session.run` (ONNX Runtime).
 
+`--web`: each artifact of the manifest also runs in the posezoo page (zoo/web) in headless
+Chromium, ONNX on ONNX Runtime Web and TFLite on LiteRT.js, wasm, 1 thread: the `web ms` column is
+the median of `--runs` real runs after one warm-up (the same value on every thread-count row).
+
 Targets (reported, never asserted) for each INT8 TFLite of ours: >= 1.5x faster than our FP32
 TFLite at 1 thread, not slower than the publisher's file, <= 0.3x the FP32 file's size.
 """
@@ -564,6 +568,29 @@ def make_rows(measurements: list[Measurement]) -> list[dict]:
     return rows
 
 
+def web_latencies(manifest_path: Path, manifest: dict, ids, runs: int, images: Path | None) -> dict[str, float]:
+    """{artifact path: median ms in the page, 1 thread wasm} for the manifest's artifacts."""
+    from scripts.browser import BrowserError, Page
+
+    if images is None:
+        found = [m["build"]["calibration_images"] for m in manifest["models"] if "calibration_images" in m.get("build", {})]
+        if not found:
+            raise BenchError("--web needs --images DIR (photos for the page): the manifest names none")
+        images = Path(found[0])
+    medians = {}
+    try:
+        with Page(manifest_path.parent, images) as page:
+            for model in manifest["models"]:
+                if ids and model["id"] not in ids:
+                    continue
+                for art in model["artifacts"]:
+                    times = page.latencies(model["id"], art["path"], runs)
+                    medians[str(manifest_path.parent / art["path"])] = round(statistics.median(times), 2)
+    except BrowserError as e:
+        raise BenchError(f"--web: {e}") from None
+    return medians
+
+
 def _targets(row: dict, rows: list[dict]) -> dict | None:
     """For INT8 TFLite files of ours: which targets are met (True/False; None: nothing to compare)."""
     if not (row["format"] == "tflite" and row["precision"] == "int8" and row["origin"] == "converted"):
@@ -610,9 +637,11 @@ def table_cells(row: dict) -> list[str]:
 
 
 def format_table(rows: list[dict]) -> str:
-    cells = [COLUMNS] + [table_cells(r) for r in rows]
-    widths = [max(len(c[i]) for c in cells) for i in range(len(COLUMNS))]
-    numeric = {3, 4, 5, 6, 7, 8, 9, 10}
+    web = any("web_ms" in r for r in rows)
+    columns = COLUMNS + ["web ms"] if web else COLUMNS
+    cells = [columns] + [table_cells(r) + ([_f(r.get("web_ms"), "{:.1f}")] if web else []) for r in rows]
+    widths = [max(len(c[i]) for c in cells) for i in range(len(columns))]
+    numeric = {3, 4, 5, 6, 7, 8, 9, 10, len(COLUMNS)}
     lines = []
     for k, c in enumerate(cells):
         lines.append("  ".join(x.rjust(w) if (i in numeric and k) else x.ljust(w)
@@ -656,6 +685,9 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--cache", type=Path, help="content-addressed cache; default $POSEZOO_CACHE or ~/.cache/posezoo")
     p.add_argument("--vendor-file", type=_vendor_file, action="append", default=[], metavar="MODEL_ID=PATH",
                    help="a publisher's own file of that model to time beside ours (repeatable)")
+    p.add_argument("--web", action="store_true", help="also time each artifact in the web page (headless Chromium, "
+                                                      "1 thread wasm): the `web ms` column")
+    p.add_argument("--images", type=Path, help="photos for the page (--web); default: those the build used")
     p.add_argument("--json", action="store_true", help="print the rows as JSON (progress and notes on stderr)")
     return p
 
@@ -680,6 +712,12 @@ def run(args) -> int:
         raise BenchError(f"{manifest_path}: no artifacts to time")
     machine = f"{os.cpu_count()} CPUs, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())} at start"
     rows = make_rows(measure(targets, args.threads, args.runs, args.warmup, args.pause_ms, progress=True))
+    if args.web:
+        web = web_latencies(manifest_path, manifest, ids, args.runs, args.images)
+        for r in rows:
+            if r["path"] in web:
+                r["web_ms"] = web[r["path"]]
+        notes.append("web ms: the page in headless Chromium (no WebGPU adapter here: wasm only), 1 thread")
     notes.insert(0, f"machine: {machine}; {args.runs} runs after {args.warmup} warm-up per file and thread count, "
                     f"round-robin; peak MiB = the run's process peak RSS minus a process that only imports the runtime")
     for r in rows:

@@ -71,20 +71,26 @@ class Page:
         self.server.shutdown()
         self.server.server_close()
 
+    def call(self, function: str, *args):
+        """`await window.posezoo.<function>(...args)` in the page; a JavaScript error becomes a BrowserError."""
+        from selenium.common.exceptions import WebDriverException
+
+        try:
+            return self.driver.execute_script(f"return await window.posezoo.{function}(...arguments)", *args)
+        except WebDriverException as e:
+            raise BrowserError(f"{function}{args}: {str(e.msg or e).splitlines()[0]}") from None
+
     def predict(self, model_id: str, artifact_path: str, sample: int, person: int, crop: dict | None = None) -> dict:
-        return self.driver.execute_script("return await window.posezoo.predict(...arguments)", model_id,
-                                          artifact_path, sample, person, crop)
+        return self.call("predict", model_id, artifact_path, sample, person, crop)
 
     def latencies(self, model_id: str, artifact_path: str, runs: int, sample: int = 0, person: int = 0) -> list[float]:
         """Inference milliseconds of `runs` real runs, after one warm-up run."""
         self.predict(model_id, artifact_path, sample, person)
-        return self.driver.execute_script("return await window.posezoo.time(...arguments)", model_id,
-                                          artifact_path, sample, person, runs)
+        return self.call("time", model_id, artifact_path, sample, person, runs)
 
     def screenshot(self, model_id: str, artifact_path: str, sample: int, person: int, path: Path) -> Path:
         """The page as a person sees it after pressing run on that choice."""
-        self.driver.execute_script("return await window.posezoo.show(...arguments)", model_id, artifact_path,
-                                   sample, person)
+        self.call("show", model_id, artifact_path, sample, person)
         status = self.driver.execute_script("return document.getElementById('status').textContent")
         if "ms" not in status:
             raise BrowserError(f"the page did not run {model_id} {artifact_path}: {status}")

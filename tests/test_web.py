@@ -10,6 +10,7 @@ min_score is found by neither and agrees, as in parity.
 
 Needs Debian's chromium and chromium-driver and `npm ci` in zoo/web (the Makefile and .ci/run do
 both); skipped where they are missing unless POSEZOO_REQUIRE_BROWSER=1 (CI sets it)."""
+import json
 import os
 import shutil
 from pathlib import Path
@@ -53,8 +54,7 @@ def test_crop_matrices_match_the_python_loader(empty_page):
         box = rng.uniform(10, 300, 4).tolist()
         for crop in ({"kind": "whole_image"}, {"kind": "whole_image", "resize": "stretch"},
                      {"kind": "box", "padding": 1.25}, roi):
-            js = page.driver.execute_script("return window.posezoo.cropMatrix(...arguments)", crop, 192, 256,
-                                            [640, 480], box, kp)
+            js = page.call("cropMatrix", crop, 192, 256, [640, 480], box, kp)
             np.testing.assert_allclose(js, crop_matrix(crop, 192, 256, (640, 480), box, kp), rtol=1e-12, atol=1e-9)
 
 
@@ -65,8 +65,7 @@ def test_warp_is_the_python_warp_bit_for_bit(empty_page):
     rgba = np.concatenate([image, np.full((23, 31, 1), 255, np.uint8)], axis=2)
     for _ in range(10):
         matrix = np.c_[rng.normal(0, 1.5, (2, 2)), rng.uniform(-10, 40, 2)]
-        js = page.driver.execute_script("return window.posezoo.warp(...arguments)", rgba.ravel().tolist(), 31, 23,
-                                        matrix.tolist(), 17, 13)
+        js = page.call("warp", rgba.ravel().tolist(), 31, 23, matrix.tolist(), 17, 13)
         np.testing.assert_array_equal(np.asarray(js, np.uint8).reshape(13, 17, 3), warp(image, matrix, 17, 13))
 
 
@@ -121,3 +120,13 @@ def test_the_page_draws_the_pose_and_reports_its_latency(zoo, page, tmp_path):
     assert shot.stat().st_size > 50_000
     times = page.latencies(model["id"], art["path"], runs=3, sample=sample)
     assert len(times) == 3 and all(0 < t < 10_000 for t in times)
+
+
+@pytest.mark.slow
+def test_bench_gains_a_web_column(zoo, images, capsys):
+    from scripts.bench import main
+
+    assert main([str(zoo), "--ids", "efficientpose-rt-lite", "--runs", "2", "--warmup", "0", "--web",
+                 "--images", str(images), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows and all(r["web_ms"] > 0 for r in rows if r["origin"] == "converted")

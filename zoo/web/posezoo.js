@@ -216,9 +216,9 @@ async function openTflite(url, threads, io) {
   const inputs = model.getInputDetails(), outputs = model.getOutputDetails();
   // LiteRT.js knows a signature's tensors by their signature keys: the manifest records them.
   const byKey = Object.fromEntries(io.outputs.filter((o) => o.signature_key).map((o) => [o.signature_key, o.name]));
-  const inputKey = io.inputs[0].signature_key || io.inputs[0].name;
-  if (inputs.length !== 1 || inputs[0].name !== inputKey) {
-    throw new Error(`LiteRT.js sees inputs ${inputs.map((d) => d.name).join(", ")}; the manifest says ${inputKey}`);
+  const inputKey = io.inputs[0].signature_key;
+  if (inputs.length !== 1 || (inputKey && inputs[0].name !== inputKey)) {
+    throw new Error(`LiteRT.js sees inputs ${inputs.map((d) => d.name).join(", ")}; the manifest says ${inputKey || io.inputs[0].name}`);
   }
   return async (inputName, x) => {
     const tensor = new Tensor(x.data, x.shape);
