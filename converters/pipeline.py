@@ -9,6 +9,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from importlib.metadata import version
 from pathlib import Path
@@ -55,6 +56,23 @@ class VariantResult:
     seconds: float = 0.0
 
 
+@contextmanager
+def timed(steps: dict[str, float], name: str):
+    """Add the block's wall time to `steps[name]` (the build summary's per-step seconds)."""
+    start = time.time()
+    try:
+        yield
+    finally:
+        steps[name] = round(steps.get(name, 0.0) + time.time() - start, 2)
+
+
+def _lap(steps: dict[str, float], name: str, since: float) -> float:
+    """Add the time since `since` to `steps[name]`; returns now."""
+    now = time.time()
+    steps[name] = round(steps.get(name, 0.0) + now - since, 2)
+    return now
+
+
 def tool_versions() -> dict[str, str]:
     return {t: version(t) for t in TOOLS}
 
@@ -97,6 +115,9 @@ def build_variant(variant, original: ResolvedFile | None, opts: BuildOptions, ve
         start = time.time()
         result.failures += _publish_vendor_int8(variant, file, opts, result.model)
         result.seconds += time.time() - start
+        steps = result.model["build"].setdefault("steps", {})
+        _lap(steps, "vendor", start)  # publish, convert to ONNX and gate the publisher's file
+        result.model["build"]["seconds"] = round(result.seconds, 1)
     return result
 
 
@@ -148,11 +169,14 @@ def _publish_vendor_int8(variant, file: ResolvedFile, opts: BuildOptions, model:
 def _build_converted(variant, original: ResolvedFile, opts: BuildOptions) -> VariantResult:
     """Convert the original into ONNX/TFLite FP32/FP16/INT8 in `opts.out/<id>/`."""
     start = time.time()
+    steps: dict[str, float] = {}
     log = opts.log
     recipe = variant.recipe
     spec = recipe["input"]
-    reference = open_original(variant, original.path)
-    bench = ParityBench.prepare(reference, recipe, opts.calibration_images, opts.max_samples, opts.progress)
+    with timed(steps, "reference"):
+        reference = open_original(variant, original.path)
+        bench = ParityBench.prepare(reference, recipe, opts.calibration_images, opts.max_samples, opts.progress)
+        noise = bench.kernel_noise(reference)
     samples, feeds = bench.samples, bench.feeds
     log(f"[{variant.id}] {len(samples)} real person crops from {opts.calibration_images} "
         f"({calibration.parity_crop(recipe)['kind']})")
@@ -160,9 +184,9 @@ def _build_converted(variant, original: ResolvedFile, opts: BuildOptions) -> Var
     out_dir = Path(opts.out) / variant.id
     out_dir.mkdir(parents=True, exist_ok=True)
     model = _model_entry(variant, original)
-    noise = bench.kernel_noise(reference)
 
     with tempfile.TemporaryDirectory(prefix=f"posezoo-{variant.id}-") as work:
+        lap = time.time()
         work = Path(work)
         candidates: dict[tuple[str, str], Path] = {}
         extra: dict[tuple[str, str], dict] = {}
@@ -187,6 +211,7 @@ def _build_converted(variant, original: ResolvedFile, opts: BuildOptions) -> Var
             for precision, path in (("fp32", tfl.fp32), ("fp16", tfl.fp16)):
                 if precision in opts.precisions:
                     candidates["tflite", precision] = shutil.move(path, out_dir / path.name)
+        lap = _lap(steps, "convert", lap)
         if "int8" in opts.precisions:
             thresholds = variant.thresholds["int8"]
             int8 = variant.int8_options
@@ -215,6 +240,7 @@ def _build_converted(variant, original: ResolvedFile, opts: BuildOptions) -> Var
                     evaluate, 1.0, max_float_share=int8["max_float_share"], always_float=heads)
                 _record_int8(candidates, extra, ("tflite", "int8"), result, target, int8, log, variant.id)
 
+        lap = _lap(steps, "quantize", lap)
         failures = []
         from zoo.metadata import embed, essentials
 
@@ -239,9 +265,10 @@ def _build_converted(variant, original: ResolvedFile, opts: BuildOptions) -> Var
                 failures.append(f"{variant.id} {fmt}/{precision}: no mixed-precision setting reached the gate")
                 model["rejected"].append({"format": fmt, "precision": precision, **info,
                                           "reason": "INT8 search found no setting that passes the parity gate"})
+        _lap(steps, "parity", lap)
     if not opts.formats or "onnx" not in opts.formats or "fp32" not in opts.precisions:
         fp32_onnx.unlink(missing_ok=True)
-    model["build"] = {"seconds": round(time.time() - start, 1), "samples": len(samples),
+    model["build"] = {"seconds": round(time.time() - start, 1), "steps": steps, "samples": len(samples),
                       "calibration_images": str(opts.calibration_images),
                       "original_kernel_noise_rel_err": {k: float(f"{v:.3g}") for k, v in noise.items()}}
     return VariantResult(model, failures, time.time() - start)

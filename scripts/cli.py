@@ -63,7 +63,8 @@ def cmd_fetch(args) -> int:
 
 def cmd_build(args) -> int:
     import recipes
-    from converters.pipeline import BuildOptions, resolve_inputs
+    from converters.fingerprint import fingerprint, images_digest, up_to_date
+    from converters.pipeline import BuildOptions, resolve_inputs, tool_versions
     from zoo.manifest import empty_manifest, read_manifest, upsert_model, write_manifest
 
     variants = recipes.select(args.names)
@@ -82,18 +83,43 @@ def cmd_build(args) -> int:
                         log=log, progress=not args.json)
     start = time.time()
     failures: list[str] = []
-    inputs = [(v, *resolve_inputs(v, resolver, args.checkpoint, opts.precisions)) for v in variants]
-    results = _run_jobs(inputs, opts, args.jobs)
-    for result in results:
+    existing = {m["id"]: m for m in manifest["models"]}
+    tools, images = tool_versions(), images_digest(opts.calibration_images)
+    todo, fingerprints, unchanged = [], [], []
+    for v in variants:
+        fetch_start = time.time()
+        original, vendor = resolve_inputs(v, resolver, args.checkpoint, opts.precisions)
+        fp = fingerprint(v, original.sha256 if original else None, [f.sha256 for f in vendor.values()], opts,
+                         tools, images)
+        if not args.force and up_to_date(existing.get(v.id), fp, out):
+            log(f"[{v.id}] up to date: same recipe, originals, photos, options, tools and code as its "
+                f"artifacts in {out} (--force rebuilds)")
+            unchanged.append(existing[v.id])
+            continue
+        todo.append((v, original, vendor))
+        fingerprints.append((fp, round(time.time() - fetch_start, 2)))
+    results = _run_jobs(todo, opts, args.jobs)
+    for result, (fp, fetch_seconds) in zip(results, fingerprints):
+        result.model["build"]["fingerprint"] = fp
+        result.model["build"].setdefault("steps", {})["fetch"] = fetch_seconds
         manifest = upsert_model(manifest, result.model)
         write_manifest(manifest_path, manifest)
         failures.extend(result.failures)
+    failures += [f"{m['id']} {r['format']}/{r['precision']}: {r['reason']} (unchanged since the last build)"
+                 for m in unchanged for r in m.get("rejected", [])]
     summary = {"manifest": str(manifest_path), "seconds": round(time.time() - start, 1),
-               "artifacts": sum(len(r.model["artifacts"]) for r in results), "failures": failures}
+               "built": [r.model["id"] for r in results], "up_to_date": [m["id"] for m in unchanged],
+               "artifacts": sum(len(r.model["artifacts"]) for r in results), "failures": failures,
+               "steps": {r.model["id"]: r.model["build"].get("steps", {}) for r in results}}
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
-        print(f"wrote {manifest_path}: {summary['artifacts']} artifacts in {summary['seconds']} s")
+        for r in results:
+            steps = r.model["build"].get("steps", {})
+            print(f"[{r.model['id']}] {r.model['build']['seconds']} s: "
+                  + ", ".join(f"{k} {v:.1f} s" for k, v in steps.items()))
+        print(f"wrote {manifest_path}: {summary['artifacts']} artifacts built, {len(unchanged)} models up to date, "
+              f"in {summary['seconds']} s")
         for f in failures:
             print(f"NOT PUBLISHED: {f}")
     return EXIT_FAILED_GATE if failures and not args.keep_going else 0
@@ -188,6 +214,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--checkpoint", type=Path, help="convert your own file of the same architecture")
     s.add_argument("-j", "--jobs", type=int, default=1, help="build N models in parallel")
     s.add_argument("--keep-going", action="store_true", help="exit 0 even when an artifact fails its gate")
+    s.add_argument("--force", action="store_true", help="rebuild models whose artifacts are up to date")
     s.add_argument("--json", action="store_true", help="print a JSON summary on stdout; logs go to stderr")
     sources(s)
     s.set_defaults(fn=cmd_build)

@@ -92,3 +92,28 @@ def test_walk_finds_no_departing_tensor_in_our_onnx(built, shared, capsys):
     code = main(["walk", str(model_dir / "movenet-lightning_int8_vendor.tflite"), str(model_dir / "movenet-lightning_int8.onnx"),
                  "--model", "movenet-lightning", "--calibration-images", str(shared / "images"), "--max-samples", "3"])
     assert code == 0 and "no tensor departs" in capsys.readouterr().out
+
+
+def test_a_warm_rebuild_does_nothing_until_an_input_changes(tmp_path, shared, capsys):
+    """Same recipe, files, photos, options, tools and code: nothing is rebuilt and the manifest is
+    untouched. A damaged artifact or a different option rebuilds."""
+    import json
+
+    out = tmp_path / "zoo"
+    common = ["build", "movenet-lightning", "--precisions", "int8", "--out", str(out), "--calibration-images",
+              str(shared / "images"), "--mirror", str(shared / "checkpoints"), "--cache", str(tmp_path / "cache"),
+              "--offline", "--json"]
+    assert main(common) == 0
+    manifest = (out / "manifest.json").read_bytes()
+    capsys.readouterr()
+    assert main(common) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["built"] == [] and summary["up_to_date"] == ["movenet-lightning"] and summary["seconds"] < 10
+    assert (out / "manifest.json").read_bytes() == manifest
+    onnx = out / "movenet-lightning" / "movenet-lightning_int8.onnx"
+    onnx.write_bytes(onnx.read_bytes()[:-1])  # a damaged artifact is rebuilt
+    assert main(common) == 0
+    assert json.loads(capsys.readouterr().out)["built"] == ["movenet-lightning"]
+    assert main(common + ["--max-samples", "5"]) == 0  # another option: another build
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["built"] == ["movenet-lightning"] and summary["steps"]["movenet-lightning"]["vendor"] > 0
