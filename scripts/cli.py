@@ -98,8 +98,10 @@ def cmd_build(args) -> int:
             continue
         todo.append((v, original, vendor))
         fingerprints.append((fp, round(time.time() - fetch_start, 2)))
-    results = _run_jobs(todo, opts, args.jobs)
-    for result, (fp, fetch_seconds) in zip(results, fingerprints):
+    results = []
+    for k, result in _run_jobs(todo, opts, args.jobs):  # written as each model finishes: a crash keeps the rest
+        results.append(result)
+        fp, fetch_seconds = fingerprints[k]
         result.model["build"]["fingerprint"] = fp
         result.model["build"].setdefault("steps", {})["fetch"] = fetch_seconds
         manifest = upsert_model(manifest, result.model)
@@ -126,17 +128,22 @@ def cmd_build(args) -> int:
 
 
 def _run_jobs(inputs, opts, jobs: int):
-    """Build each (variant, original, vendor files), in `jobs` processes."""
+    """Build each (variant, original, vendor files), in `jobs` processes; yields (index, result)
+    as each finishes."""
     from converters.pipeline import build_variant
 
     if jobs <= 1 or len(inputs) <= 1:
-        return [build_variant(v, original, opts, vendor) for v, original, vendor in inputs]
-    from concurrent.futures import ProcessPoolExecutor
+        for k, (v, original, vendor) in enumerate(inputs):
+            yield k, build_variant(v, original, opts, vendor)
+        return
+    from concurrent.futures import ProcessPoolExecutor, as_completed
 
     opts.log = print
-    variants, originals, vendors = zip(*inputs)
     with ProcessPoolExecutor(max_workers=jobs) as pool:
-        return list(pool.map(build_variant, variants, originals, [opts] * len(inputs), vendors))
+        futures = {pool.submit(build_variant, v, original, opts, vendor): k
+                   for k, (v, original, vendor) in enumerate(inputs)}
+        for future in as_completed(futures):
+            yield futures[future], future.result()
 
 
 def cmd_verify(args) -> int:
