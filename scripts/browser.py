@@ -12,6 +12,9 @@ import time
 from pathlib import Path
 
 CHROMIUM = os.environ.get("POSEZOO_CHROMIUM", "/usr/bin/chromium")
+# The page must reproduce the Python loader: FP32/FP16 keypoints within 1 % of the crop's side, all
+# of them; INT8 (where float rounding can tip a quantized value) 95 % within 2 %.
+WEB_GATES = {"fp32": (0.01, 1.0), "fp16": (0.01, 1.0), "int8": (0.02, 0.95)}
 CHROMEDRIVER = os.environ.get("POSEZOO_CHROMEDRIVER", "/usr/bin/chromedriver")
 
 
@@ -96,3 +99,74 @@ class Page:
             raise BrowserError(f"the page did not run {model_id} {artifact_path}: {status}")
         self.driver.save_screenshot(str(path))
         return Path(path)
+
+    def agreement(self, manifest_path: Path, ids=None) -> list[dict]:
+        """Every artifact (of the models `ids`) run in the page and by zoo.loader on the same
+        photos: whole frames as the manifest's crop says, and each annotated person by the
+        model's `calibration_crop` where it has one (or its own box/ROI crop). Errors are in units
+        of the crop's longer side; a keypoint both score below the decoder's `min_score` is found
+        by neither and agrees, as in parity."""
+        import json
+
+        import numpy as np
+        from PIL import Image
+
+        from zoo.loader import LoaderError, load
+
+        manifest = json.loads(Path(manifest_path).read_text())
+        photos = [np.asarray(Image.open(self.images / s["name"]).convert("RGB")) for s in self.samples]
+        rows = []
+        for model in manifest["models"]:
+            if ids and model["id"] not in ids:
+                continue
+            people_crop = model.get("calibration_crop") if model["input"]["crop"]["kind"] == "whole_image" else None
+            for art in model["artifacts"]:
+                py = load(manifest_path, model["id"], art["format"], art["precision"], art["origin"])
+                errors, start = [], time.time()
+                for s, sample in enumerate(self.samples):
+                    runs = [(0, None)] if model["input"]["crop"]["kind"] == "whole_image" else []
+                    if people_crop or not runs:
+                        runs += [(k, people_crop) for k in range(len(sample["people"]))]
+                    for person, crop in runs:
+                        p = sample["people"][person]
+                        py.crop = crop or model["input"]["crop"]
+                        try:
+                            expected = py(photos[s], box=p["box"], keypoints=p["keypoints"])
+                        except LoaderError:
+                            continue  # e.g. a rotated ROI without visible hips and shoulders
+                        got = self.predict(model["id"], art["path"], s, person, crop)
+                        errors.append(_errors(model, expected, got, py.height, py.width))
+                errors = np.concatenate(errors)
+                radius, need = WEB_GATES[art["precision"]]
+                share = float(np.mean(errors <= radius))
+                rows.append({"model": model["id"], "artifact": art["path"], "format": art["format"],
+                             "precision": art["precision"], "origin": art["origin"], "keypoints": len(errors),
+                             "pck@0.01": round(float(np.mean(errors <= 0.01)), 4),
+                             "pck@0.02": round(float(np.mean(errors <= 0.02)), 4),
+                             "worst": round(float(errors.max()), 5), "gate": f"pck@{radius} >= {need}",
+                             "passed": share >= need, "seconds": round(time.time() - start, 1)})
+        return rows
+
+
+def _errors(model: dict, expected, got: dict, height: int, width: int):
+    import numpy as np
+
+    m = expected.matrix
+    size = max(np.linalg.norm(m[:, 0]) * width, np.linalg.norm(m[:, 1]) * height)
+    err = np.linalg.norm(expected.keypoints - np.asarray(got["keypoints"]), axis=1) / size
+    if got["names"] != expected.names:
+        raise BrowserError(f"{model['id']}: the page names the keypoints {got['names'][:3]}..., "
+                           f"the loader {expected.names[:3]}...")
+    min_score = model["decoder"].get("min_score")
+    if min_score is not None:
+        found = (expected.scores >= min_score) | (np.asarray(got["scores"]) >= min_score)
+        err = np.where(found, err, 0.0)
+    return err
+
+
+def agreement_table(rows: list[dict]) -> str:
+    lines = [f"{'model':28s} {'artifact':48s} {'keypoints':>9s} {'PCK@0.01':>8s} {'PCK@0.02':>8s} {'worst':>8s}  gate"]
+    for r in rows:
+        lines.append(f"{r['model']:28s} {r['artifact']:48s} {r['keypoints']:9d} {r['pck@0.01']:8.4f} "
+                     f"{r['pck@0.02']:8.4f} {r['worst']:8.5f}  {'pass' if r['passed'] else 'FAIL'} ({r['gate']})")
+    return "\n".join(lines)

@@ -282,13 +282,15 @@ def main(argv: list[str] | None = None) -> int:
     from converters.onnx_to_tflite import ConversionError
     from converters.sources import SourceError
     from recipes import RecipeError
+    from scripts.browser import BrowserError
     from scripts.serve import ServeError
     from zoo.loader import LoaderError
     from zoo.manifest import ManifestError
 
     try:
         return args.fn(args)
-    except (SourceError, RecipeError, ManifestError, CalibrationError, LoaderError, ServeError, ValueError) as e:
+    except (SourceError, RecipeError, ManifestError, CalibrationError, LoaderError, ServeError, BrowserError,
+            ValueError) as e:
         print(f"posezoo {args.command}: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except ConversionError as e:

@@ -91,6 +91,11 @@ def add_arguments(p) -> None:
     p.add_argument("--images", type=Path, help="sample photos (with annotation files) for the page; default: the "
                                                 "folder the build calibrated on")
     p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--check", action="store_true",
+                   help="instead of serving: run every artifact in the page in headless Chromium and compare its "
+                        "keypoints with zoo.loader's on the sample photos; exit 1 on any disagreement")
+    p.add_argument("--ids", help="with --check: comma-separated model ids")
+    p.add_argument("--json", action="store_true", help="with --check: the rows as JSON")
 
 
 def run(args) -> int:
@@ -101,6 +106,14 @@ def run(args) -> int:
         if not found:
             raise ServeError("pass --images DIR: the manifest does not say which photos the build used")
         images = Path(found[0])
+    if args.check:
+        from scripts.browser import Page, agreement_table
+
+        ids = [i.strip() for i in args.ids.split(",")] if args.ids else None
+        with Page(args.directory, images) as page:
+            rows = page.agreement(Path(args.directory) / "manifest.json", ids)
+        print(json.dumps(rows, indent=1) if args.json else agreement_table(rows))
+        return 0 if all(r["passed"] for r in rows) else 1
     server = make_server(args.directory, images, args.port)
     print(f"posezoo: http://127.0.0.1:{server.server_address[1]}/  (Ctrl-C stops)", file=sys.stderr)
     try:
