@@ -153,8 +153,8 @@ class Resolver:
         if not spec.pinned:
             places = "; ".join(s.describe() for s in spec.sources) or "(no source named)"
             raise SourceError(
-                f"{what}: the publisher gives no checksum for {spec.name} and no direct download, so posezoo "
-                f"cannot fetch or verify it. Download it from {places} and pass --checkpoint PATH "
+                f"{what}: the publisher gives no checksum for {spec.name}, so posezoo cannot verify a download "
+                f"of it. Download it from {places} and pass --checkpoint PATH "
                 "(its sha256 is then recorded as user-supplied provenance).")
         cached = self.cache_path(spec)
         if cached.exists():

@@ -4,7 +4,9 @@ onnx2tf names output tensors `PartitionedCall:<n>` (in an order of its own) and 
 on onnx2tf's SavedModel keys the signature `output_<i>` (i = the ONNX output's position), so a
 runtime could not tell two outputs of the same shape apart (EfficientPose's two 1/8-resolution
 confidence maps). We rename each output tensor after its signature key, mapping `output_<i>` to
-the i-th ONNX output name: then the tensor name, the signature key and the manifest agree.
+the i-th ONNX output name: then the tensor name, the signature key and the manifest agree. The
+outputs are also put in the model's order (the original's), for runtimes that read them by index
+(Google's PoseNet examples take output 0 as the heatmaps).
 """
 from __future__ import annotations
 
@@ -18,22 +20,29 @@ def name_outputs(tflite_path: Path, output_names: list[str]) -> Path:
     from tensorflow.lite.tools import flatbuffer_utils
 
     model = flatbuffer_utils.read_model(str(tflite_path))
-    tensors = model.subgraphs[0].tensors
+    subgraph = model.subgraphs[0]
+    tensors = subgraph.tensors
+    names = [_text(tensors[i].name) for i in subgraph.outputs]
     if not model.signatureDefs:  # onnx2tf wrote no signature: names kept (-coion), or a single output
-        outputs = model.subgraphs[0].outputs
-        names = [_text(tensors[i].name) for i in outputs]
         if set(names) == set(output_names):
-            return Path(tflite_path)
-        if len(outputs) != 1 or len(output_names) != 1:
+            if names == list(output_names):
+                return Path(tflite_path)
+        elif len(names) != 1 or len(output_names) != 1:
             raise ValueError(f"{tflite_path}: outputs {names} have no signature that maps them to the "
                              f"model's outputs {output_names}")
-        tensors[outputs[0]].name = output_names[0].encode()
+        else:
+            tensors[subgraph.outputs[0]].name = output_names[0].encode()
     for output in model.signatureDefs[0].outputs if model.signatureDefs else []:
         key = _text(output.name)
         position = re.fullmatch(r"output_(\d+)", key)
         name = output_names[int(position.group(1))] if position else key
         output.name = name.encode()
         tensors[output.tensorIndex].name = name.encode()
+    index = {_text(tensors[i].name): i for i in subgraph.outputs}
+    if set(index) == set(output_names):
+        subgraph.outputs = [index[n] for n in output_names]
+        if model.signatureDefs:
+            model.signatureDefs[0].outputs.sort(key=lambda o: output_names.index(_text(o.name)))
     with atomic_path(tflite_path) as tmp:
         flatbuffer_utils.write_model(model, str(tmp))
     return Path(tflite_path)

@@ -38,3 +38,16 @@ def test_heatmap_nchw_layout():
 def test_unknown_decoder_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown decoder type 'nope'"):
         decode({"type": "nope", "output": "x"}, {})
+
+
+def test_heatmap_with_posenet_offsets_and_sigmoid_scores():
+    """PoseNet: position = cell x stride + the offset vector at that cell (y offsets in the first K
+    channels, x offsets in the next K); scores are the sigmoid of the heatmap logits."""
+    maps = _maps(9, 9, [(2, 3, 7.0), (8, 0, 1.0)]) - 5.0  # logits: peaks 2 and -4 over a -5 floor
+    offsets = np.zeros((1, 9, 9, 4), np.float32)
+    offsets[0, 2, 3] = [7.5, 0.0, -3.25, 0.0]  # keypoint 0: dy 7.5, dx -3.25
+    offsets[0, 8, 0] = [0.0, 1.0, 0.0, 2.0]  # keypoint 1: dy 1, dx 2
+    spec = {"type": "heatmap", "output": "h", "stride": 32.0, "offsets": "o", "score_activation": "sigmoid"}
+    xy, scores = decode(spec, {"h": maps, "o": offsets})
+    np.testing.assert_allclose(xy, [[3 * 32 - 3.25, 2 * 32 + 7.5], [0 * 32 + 2.0, 8 * 32 + 1.0]])
+    np.testing.assert_allclose(scores, 1 / (1 + np.exp([-2.0, 4.0])), rtol=1e-6)

@@ -29,15 +29,21 @@ def decode_regression(spec: dict, outputs: dict[str, np.ndarray]) -> tuple[np.nd
     return xy, scores
 
 
+def _hwc(spec: dict, x) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)[0]
+    return x.transpose(1, 2, 0) if spec.get("layout", "NHWC") == "NCHW" else x
+
+
 def decode_heatmap(spec: dict, outputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """One heatmap per keypoint: the argmax cell, optionally moved a quarter cell towards the
     higher neighbour (`refine: quarter_offset`, the SimpleBaseline/mmpose convention), plus
     `pixel_offset` (0.5 puts the point at the cell's centre), times `stride` input pixels per cell.
+    `offsets` (PoseNet): an output of 2K channels read at the argmax cell, the first K the keypoints'
+    y offsets, the next K their x offsets, in input pixels, added to that position.
+    `score_activation: sigmoid` for heatmaps of logits.
 
     Returns (K x 2 keypoints in input pixels, K scores = the heatmap maxima)."""
-    maps = np.asarray(outputs[spec["output"]], dtype=np.float32)[0]
-    if spec.get("layout", "NHWC") == "NCHW":
-        maps = maps.transpose(1, 2, 0)
+    maps = _hwc(spec, outputs[spec["output"]])
     height, width, channels = maps.shape
     flat = maps.reshape(-1, channels)
     index = flat.argmax(0)
@@ -53,6 +59,12 @@ def decode_heatmap(spec: dict, outputs: dict[str, np.ndarray]) -> tuple[np.ndarr
         y += np.where(inner, 0.25 * np.sign(dy), 0.0)
     offset, stride = spec.get("pixel_offset", 0.0), spec.get("stride", 1.0)
     xy = np.stack([(x + offset) * stride, (y + offset) * stride], axis=1)
+    if "offsets" in spec:
+        vectors = _hwc(spec, outputs[spec["offsets"]])
+        yi, xi, k = index // width, index % width, np.arange(channels)
+        xy = xy + np.stack([vectors[yi, xi, k + channels], vectors[yi, xi, k]], axis=1)
+    if spec.get("score_activation") == "sigmoid":
+        scores = _sigmoid(scores)
     return xy[: spec.get("num_keypoints", channels)], scores[: spec.get("num_keypoints", channels)]
 
 

@@ -179,6 +179,9 @@ export function decode(spec, outputs) {
     const xy = [], scores = [];
     const count = spec.num_keypoints ?? channels;
     const offset = spec.pixel_offset ?? 0, stride = spec.stride ?? 1;
+    // PoseNet: 2K offset channels at the argmax cell, y offsets then x offsets, in input pixels.
+    const vectors = spec.offsets ? outputs[spec.offsets].data : null;
+    const vec = (y, x, c) => (nchw ? vectors[(c * height + y) * width + x] : vectors[(y * width + x) * 2 * channels + c]);
     for (let k = 0; k < count; k++) {
       let best = -Infinity, bx = 0, by = 0;
       for (let y = 0; y < height; y++) for (let x = 0; x < width; x++) { const v = at(y, x, k); if (v > best) { best = v; bx = x; by = y; } }
@@ -187,8 +190,13 @@ export function decode(spec, outputs) {
         fx += 0.25 * Math.sign(at(by, bx + 1, k) - at(by, bx - 1, k));
         fy += 0.25 * Math.sign(at(by + 1, bx, k) - at(by - 1, bx, k));
       }
-      xy.push([(fx + offset) * stride, (fy + offset) * stride]);
-      scores.push(best);
+      let px = (fx + offset) * stride, py = (fy + offset) * stride;
+      if (vectors) {
+        px += vec(by, bx, k + channels);
+        py += vec(by, bx, k);
+      }
+      xy.push([px, py]);
+      scores.push(spec.score_activation === "sigmoid" ? sigmoid(best) : best);
     }
     return { xy, scores };
   }
