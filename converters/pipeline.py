@@ -18,7 +18,7 @@ from typing import Callable
 import numpy as np
 
 from . import calibration, parity
-from .complexity import complexity
+from .complexity import complexity, int8_weight_share
 from .int8_search import search_float_prefix
 from .onnx_fp16 import onnx_to_fp16
 from .onnx_int8 import all_node_names, onnx_to_int8, output_head_nodes
@@ -353,6 +353,7 @@ def _record_int8(candidates, extra, key, result, target, int8, log, model_id) ->
         f"float {t.float_steps}/16 -> {'pass' if t.passed else 'fail'} ({t.score:.3f})" for t in result.trials))
     if result.path is not None:
         candidates[key] = target
+        info["quantization"]["int8_weight_share"] = int8_weight_share(target)
     else:
         Path(target).unlink(missing_ok=True)
 

@@ -547,6 +547,7 @@ def make_rows(measurements: list[Measurement]) -> list[dict]:
             "file_mb": round(t.bytes / 2**20, 4), "bytes": t.bytes,
             "inputs": (m.info or {}).get("inputs") or t.inputs,
             "quantized_share": (t.quantization or {}).get("quantized_share"),
+            "int8_weight_share": (t.quantization or {}).get("int8_weight_share"),
             "activation_bits": activation_bits(t.quantization) if (t.precision == "int8" and t.ours) else None,
             "pck@0.02": t.pck02, "error": m.error,
         })
@@ -612,9 +613,12 @@ def targets_text(targets: dict | None) -> str:
 
 
 def int8_choice_text(row: dict) -> str:
+    """q: share of ops quantized; w: share of weights stored in int8; a: activation bits."""
     parts = []
     if row.get("quantized_share") is not None:
         parts.append(f"q={row['quantized_share']:.2f}")
+    if row.get("int8_weight_share") is not None:
+        parts.append(f"w={row['int8_weight_share']:.2f}")
     if row.get("activation_bits"):
         parts.append(f"a{row['activation_bits']}")
     return " ".join(parts)

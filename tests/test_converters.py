@@ -131,3 +131,21 @@ def test_metadata_embedded_in_both_formats(chain, tmp_path):
         assert read_embedded(dst) == {"id": "tiny", "input": TINY_INPUT}
         (output,) = open_runner(dst)({"image": chain["feeds"][0]["image"]}).values()
         assert output.shape == (1, 10)
+
+
+def test_int8_weight_share_counts_kernels_stored_in_int8(tmp_path):
+    """A float kernel and an int8 kernel of equal size: half the weights are int8; 1-D tensors
+    (biases, shapes) do not count."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from converters.complexity import int8_weight_share
+
+    inits = [numpy_helper.from_array(np.zeros((4, 3, 3, 3), np.float32), "w_float"),
+             numpy_helper.from_array(np.zeros((4, 3, 3, 3), np.int8), "w_int8"),
+             numpy_helper.from_array(np.zeros(1000, np.float32), "bias")]
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])], inits)
+    onnx.save(helper.make_model(graph), tmp_path / "m.onnx")
+    assert int8_weight_share(tmp_path / "m.onnx") == 0.5
