@@ -51,3 +51,46 @@ def test_heatmap_with_posenet_offsets_and_sigmoid_scores():
     xy, scores = decode(spec, {"h": maps, "o": offsets})
     np.testing.assert_allclose(xy, [[3 * 32 - 3.25, 2 * 32 + 7.5], [0 * 32 + 2.0, 8 * 32 + 1.0]])
     np.testing.assert_allclose(scores, 1 / (1 + np.exp([-2.0, 4.0])), rtol=1e-6)
+
+
+POSENET_EDGES = [[0, 1], [1, 3], [0, 2], [2, 4], [0, 5], [5, 7], [7, 9], [5, 11], [11, 13], [13, 15], [0, 6],
+                 [6, 8], [8, 10], [6, 12], [12, 14], [14, 16]]
+
+
+def _two_people(stride=8.0, size=24):
+    """PoseNet outputs for two people of 17 keypoints on distinct cells: heatmap logits +6 at their
+    keypoints (-6 elsewhere), offsets of a quarter cell, and displacements that point exactly from
+    each parent to its child (forward) and back (backward)."""
+    rng = np.random.default_rng(3)
+    cells = rng.permutation(size * size)[:34]
+    people = [np.stack([cells[p * 17:(p + 1) * 17] // size, cells[p * 17:(p + 1) * 17] % size], 1) for p in (0, 1)]
+    heat = np.full((1, size, size, 17), -6.0, np.float32)
+    offsets = np.full((1, size, size, 34), stride / 4, np.float32)
+    fwd = np.zeros((1, size, size, 32), np.float32)
+    bwd = np.zeros((1, size, size, 32), np.float32)
+    truth = []
+    for p, yx in enumerate(people):
+        pos = yx * stride + stride / 4
+        for k, (y, x) in enumerate(yx):
+            heat[0, y, x, k] = 6.0 - p  # the first person scores higher
+        for e, (parent, child) in enumerate(POSENET_EDGES):
+            (py, px), (cy, cx) = yx[parent], yx[child]
+            fwd[0, py, px, e], fwd[0, py, px, e + 16] = pos[child] - pos[parent]
+            bwd[0, cy, cx, e], bwd[0, cy, cx, e + 16] = pos[parent] - pos[child]
+        truth.append(pos[:, ::-1])  # x, y
+    spec = {"type": "heatmap", "output": "h", "stride": stride, "offsets": "o", "score_activation": "sigmoid",
+            "multi_pose": {"displacements_fwd": "f", "displacements_bwd": "b", "edges": POSENET_EDGES,
+                           "max_poses": 5, "score_threshold": 0.5, "nms_radius": 4.0, "refine_steps": 2}}
+    return spec, {"h": heat, "o": offsets, "f": fwd, "b": bwd}, truth
+
+
+def test_multi_pose_follows_the_displacements_to_every_keypoint_of_each_person():
+    from zoo.decoders import decode_multi_pose
+
+    spec, outputs, truth = _two_people()
+    poses = decode_multi_pose(spec, outputs)
+    assert len(poses) == 2
+    for (xy, scores, score), expected in zip(poses, truth):
+        np.testing.assert_allclose(xy, expected, atol=1e-4)
+        assert scores.min() >= 1 / (1 + np.exp(-5.0)) - 1e-6
+    assert poses[0][2] > poses[1][2] > 0.99

@@ -44,3 +44,12 @@ def test_the_loader_decodes_heatmaps_and_offsets_the_same_in_every_artifact(buil
     assert poses[0].keypoints.shape == (17, 2) and ((poses[0].scores > 0) & (poses[0].scores < 1)).all()
     for pose in poses[1:]:
         assert np.abs(pose.keypoints - poses[0].keypoints).max() < 0.02 * max(photo.shape)
+
+
+def test_the_loader_finds_several_people_with_the_manifests_multi_pose_description(built, images):
+    manifest_path, _ = built
+    photo = np.asarray(Image.open(images / "single" / "two_people_walking.bmp").convert("RGB"))
+    predictor = load(manifest_path, "posenet-mobilenet100", "tflite", "fp32")
+    poses = predictor.poses(photo)
+    assert 1 <= len(poses) <= 10
+    assert all(p.keypoints.shape == (17, 2) and 0 <= p.score <= 1 for p in poses)

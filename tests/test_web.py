@@ -99,3 +99,19 @@ def test_bench_gains_a_web_column(zoo, images, capsys):
                  "--images", str(images), "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert rows and all(r["web_ms"] > 0 for r in rows if r["origin"] == "converted")
+
+
+def test_multi_pose_decoding_in_the_page_matches_python(empty_page):
+    from test_decoders import _two_people
+
+    from zoo.decoders import decode_multi_pose
+
+    spec, outputs, _ = _two_people()
+    expected = decode_multi_pose(spec, outputs)
+    got = empty_page.call("decodeMultiPose", spec, {k: {"data": v.ravel().tolist(), "shape": list(v.shape)}
+                                                    for k, v in outputs.items()})
+    assert len(got) == len(expected) == 2
+    for pose, (xy, scores, score) in zip(got, expected):
+        np.testing.assert_allclose(pose["xy"], xy, atol=1e-4)
+        np.testing.assert_allclose(pose["scores"], scores, atol=1e-6)
+        assert pose["score"] == pytest.approx(score, abs=1e-6)

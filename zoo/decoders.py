@@ -77,3 +77,77 @@ def decode(spec: dict, outputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.n
     except KeyError:
         raise ValueError(f"unknown decoder type {spec.get('type')!r} (known: {sorted(DECODERS)})") from None
     return fn(spec, outputs)
+
+
+def decode_multi_pose(spec: dict, outputs: dict[str, np.ndarray]) -> list[tuple[np.ndarray, np.ndarray, float]]:
+    """PoseNet's multi-person decoding (PersonLab), described by `spec["multi_pose"]`.
+
+    Every keypoint cell whose score (sigmoid of the heatmap) is at least `score_threshold` and the
+    highest within `local_maximum_radius` cells is a candidate root, strongest first. A root
+    within `nms_radius` input pixels of the same keypoint of a pose already found is skipped;
+    otherwise the pose grows from it along the skeleton tree `edges` ([parent, child] pairs,
+    displacement channel i = edge i, y then x): first towards the root of the tree with the
+    backward displacements, then out to the leaves with the forward ones, each jump refined
+    `refine_steps` times with the offset vectors at the nearest cell. A pose scores the mean of its
+    keypoint scores, counting none that another pose already has within `nms_radius`.
+
+    Returns up to `max_poses` (K x 2 keypoints in input pixels, K scores, pose score) in the order
+    found (strongest root first), as Google's PoseNet code does.
+    """
+    multi = spec["multi_pose"]
+    scores = _sigmoid(_hwc(spec, outputs[spec["output"]]))
+    offsets = _hwc(spec, outputs[spec["offsets"]])
+    forward = _hwc(spec, outputs[multi["displacements_fwd"]])
+    backward = _hwc(spec, outputs[multi["displacements_bwd"]])
+    height, width, count = scores.shape
+    stride, edges = float(spec.get("stride", 1.0)), multi["edges"]
+    radius, nms = int(multi.get("local_maximum_radius", 1)), float(multi.get("nms_radius", 20.0))
+    steps = int(multi.get("refine_steps", 2))
+
+    def cell(point):
+        return (min(max(int(round(point[0] / stride)), 0), height - 1),
+                min(max(int(round(point[1] / stride)), 0), width - 1))
+
+    def at_cell(y, x, k):  # (y, x) position of keypoint k from cell (y, x) and its offset vector
+        return np.array([y * stride + offsets[y, x, k], x * stride + offsets[y, x, k + count]])
+
+    def jump(edge, source, target, displacements):
+        y, x = cell(source)
+        point = source + np.array([displacements[y, x, edge], displacements[y, x, edge + len(edges)]])
+        for _ in range(steps):
+            point = at_cell(*cell(point), target)
+        y, x = cell(point)
+        return point, scores[y, x, target]
+
+    candidates = []
+    for k in range(count):
+        for y in range(height):
+            for x in range(width):
+                s = scores[y, x, k]
+                window = scores[max(y - radius, 0):y + radius + 1, max(x - radius, 0):x + radius + 1, k]
+                if s >= multi.get("score_threshold", 0.5) and s >= window.max():
+                    candidates.append((s, k, y, x))
+    candidates.sort(key=lambda c: -c[0])
+    poses: list[tuple[np.ndarray, np.ndarray, float]] = []
+
+    def taken(point, k):
+        return any(np.sum((p[0][k] - point) ** 2) <= nms * nms for p in poses)
+
+    for s, k, y, x in candidates:
+        if len(poses) >= multi.get("max_poses", 10):
+            break
+        root = at_cell(y, x, k)
+        if taken(root, k):
+            continue
+        points, point_scores = {k: root}, {k: s}
+        for direction, displacements in ((range(len(edges) - 1, -1, -1), backward), (range(len(edges)), forward)):
+            for e in direction:
+                parent, child = edges[e]
+                source, target = (child, parent) if displacements is backward else (parent, child)
+                if source in points and target not in points:
+                    points[target], point_scores[target] = jump(e, points[source], target, displacements)
+        yx = np.array([points[j] for j in range(count)])
+        kp_scores = np.array([point_scores[j] for j in range(count)], np.float32)
+        pose_score = float(sum(kp_scores[j] for j in range(count) if not taken(yx[j], j)) / count)
+        poses.append((yx, kp_scores, pose_score))
+    return [(yx[:, ::-1].astype(np.float32), kp, score) for yx, kp, score in poses]

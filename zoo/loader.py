@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from zoo.decoders import decode
+from zoo.decoders import decode, decode_multi_pose
 
 INTEGER_DTYPES = ("int8", "uint8", "int32")
 
@@ -49,6 +49,7 @@ class Pose:
     names: list[str]
     outputs: dict[str, np.ndarray]  # raw outputs (dequantized), by the manifest's names and layouts
     matrix: np.ndarray  # 2x3 affine from model-input pixels to the photo's pixels (the crop)
+    score: float | None = None  # the person's score, for poses of a multi-person decoder
 
 
 def load(manifest, model_id: str, format: str = "tflite", precision: str = "int8", origin: str | None = None,
@@ -123,6 +124,20 @@ class Predictor:
         self.transposed = artifact["input_layout"] != self.spec.get("layout", "NHWC")
 
     def __call__(self, image: np.ndarray, box=None, keypoints: dict | None = None) -> Pose:
+        matrix, outputs = self._run(image, box, keypoints)
+        xy, scores = decode(self.model["decoder"], outputs)
+        return Pose(xy @ matrix[:, :2].T + matrix[:, 2], scores, list(self.model["keypoints"]["names"]), outputs,
+                    matrix)
+
+    def poses(self, image: np.ndarray, box=None, keypoints: dict | None = None) -> list[Pose]:
+        """Every person the decoder's `multi_pose` description finds (PoseNet), strongest root first."""
+        if "multi_pose" not in self.model["decoder"]:
+            raise LoaderError(f"{self.model['id']}'s decoder finds one person (no multi_pose in the manifest)")
+        matrix, outputs = self._run(image, box, keypoints)
+        return [Pose(xy @ matrix[:, :2].T + matrix[:, 2], scores, list(self.model["keypoints"]["names"]), outputs,
+                     matrix, score) for xy, scores, score in decode_multi_pose(self.model["decoder"], outputs)]
+
+    def _run(self, image: np.ndarray, box, keypoints) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         image = np.asarray(image)
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise LoaderError(f"expected an HxWx3 uint8 RGB image, got {image.dtype} {image.shape}")
@@ -131,10 +146,7 @@ class Predictor:
         x = to_tensor(warp(image, matrix, self.width, self.height), self.spec, self.io_input,
                       self.artifact["input_layout"])
         raw = self.run(self.io_input["name"], x)
-        outputs = model_outputs(raw, self.artifact["io"]["outputs"], self.model["outputs"], self.transposed)
-        xy, scores = decode(self.model["decoder"], outputs)
-        in_image = xy @ matrix[:, :2].T + matrix[:, 2]
-        return Pose(in_image, scores, list(self.model["keypoints"]["names"]), outputs, matrix)
+        return matrix, model_outputs(raw, self.artifact["io"]["outputs"], self.model["outputs"], self.transposed)
 
 
 def input_hw(spec: dict) -> tuple[int, int]:

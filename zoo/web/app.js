@@ -1,5 +1,5 @@
 // The page: choose a model, an artifact and a photo; run it; draw the keypoints.
-import { cropMatrix, draw, imageData, load, loadManifest, warp } from "./posezoo.js";
+import { cropMatrix, decodeMultiPose, draw, imageData, load, loadManifest, warp } from "./posezoo.js";
 
 const $ = (id) => document.getElementById(id);
 const base = new URL("/zoo/", location.href);
@@ -44,7 +44,7 @@ async function run() {
   $("status").textContent = "running…";
   try {
     const { image, pose } = await runArtifact(m.id, $("artifact").value, own ? null : Number($("image").value), Number($("person").value));
-    draw($("canvas"), image, pose, m.keypoints.skeleton || [], m.decoder.min_score ?? 0);
+    draw($("canvas"), image, pose.poses || [pose], m.keypoints.skeleton || [], m.decoder.min_score ?? 0);
     $("status").textContent = `${m.id} ${$("artifact").selectedOptions[0].textContent}: ${pose.milliseconds.toFixed(1)} ms (inference, 1 thread wasm)`;
     $("keypoints").innerHTML = "<tr><th>keypoint</th><th>x</th><th>y</th><th>score</th></tr>" +
       pose.names.map((n, k) => `<tr><td>${n}</td><td>${pose.keypoints[k][0].toFixed(1)}</td><td>${pose.keypoints[k][1].toFixed(1)}</td><td>${pose.scores[k].toFixed(3)}</td></tr>`).join("");
@@ -71,10 +71,14 @@ async function main() {
   // For scripts and tests (scripts/browser.py): plain data only.
   window.posezoo = {
     manifest, samples, cropMatrix,
+    // outputs as {name: {data: [...], shape}}: the decoder on given tensors
+    decodeMultiPose: (spec, outputs) => decodeMultiPose(spec, Object.fromEntries(
+      Object.entries(outputs).map(([k, v]) => [k, { data: Float32Array.from(v.data), shape: v.shape }]))),
     warp: (rgba, iw, ih, m, width, height) => Array.from(warp(Uint8ClampedArray.from(rgba), iw, ih, m, width, height)),
     async predict(modelId, artifactPath, sampleIndex, personIndex, crop = null) {
       const { pose } = await runArtifact(modelId, artifactPath, sampleIndex, personIndex, { crop });
-      return { keypoints: pose.keypoints, scores: pose.scores, names: pose.names, milliseconds: pose.milliseconds };
+      return { keypoints: pose.keypoints, scores: pose.scores, names: pose.names, milliseconds: pose.milliseconds,
+        poses: pose.poses };
     },
     async time(modelId, artifactPath, sampleIndex, personIndex, runs) {
       const times = [];

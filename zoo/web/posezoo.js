@@ -203,6 +203,71 @@ export function decode(spec, outputs) {
   throw new Error(`unknown decoder type ${spec.type}`);
 }
 
+// PoseNet's multi-person decoding, as zoo/decoders.py decode_multi_pose (see there): returns
+// [{xy, scores, score}] in input pixels, in the order found (strongest root first).
+export function decodeMultiPose(spec, outputs) {
+  const multi = spec.multi_pose;
+  const grid = (name) => {
+    const { data, shape } = outputs[name];
+    const nchw = (spec.layout || "NHWC") === "NCHW";
+    const [h, w, c] = nchw ? [shape[2], shape[3], shape[1]] : [shape[1], shape[2], shape[3]];
+    return { h, w, get: (y, x, k) => (nchw ? data[(k * h + y) * w + x] : data[(y * w + x) * c + k]) };
+  };
+  const heat = grid(spec.output), offsets = grid(spec.offsets);
+  const fwd = grid(multi.displacements_fwd), bwd = grid(multi.displacements_bwd);
+  const count = outputs[spec.output].shape[(spec.layout || "NHWC") === "NCHW" ? 1 : 3];
+  const { h: height, w: width } = heat;
+  const score = (y, x, k) => Math.fround(sigmoid(heat.get(y, x, k)));
+  const stride = spec.stride ?? 1, edges = multi.edges, radius = multi.local_maximum_radius ?? 1;
+  const nms = multi.nms_radius ?? 20, steps = multi.refine_steps ?? 2, threshold = multi.score_threshold ?? 0.5;
+  const cell = ([py, px]) => [Math.min(Math.max(roundHalfEven(py / stride), 0), height - 1),
+    Math.min(Math.max(roundHalfEven(px / stride), 0), width - 1)];
+  const atCell = (y, x, k) => [y * stride + offsets.get(y, x, k), x * stride + offsets.get(y, x, k + count)];
+  const jump = (edge, source, target, d) => {
+    let [y, x] = cell(source);
+    let point = [source[0] + d.get(y, x, edge), source[1] + d.get(y, x, edge + edges.length)];
+    for (let i = 0; i < steps; i++) point = atCell(...cell(point), target);
+    [y, x] = cell(point);
+    return [point, score(y, x, target)];
+  };
+  const candidates = [];
+  for (let k = 0; k < count; k++) {
+    for (let y = 0; y < height; y++) {
+      for (let x = 0; x < width; x++) {
+        const s = score(y, x, k);
+        if (s < threshold) continue;
+        let best = -Infinity;
+        for (let yy = Math.max(y - radius, 0); yy <= Math.min(y + radius, height - 1); yy++) {
+          for (let xx = Math.max(x - radius, 0); xx <= Math.min(x + radius, width - 1); xx++) best = Math.max(best, score(yy, xx, k));
+        }
+        if (s >= best) candidates.push([s, k, y, x]);
+      }
+    }
+  }
+  candidates.sort((a, b) => b[0] - a[0]); // stable: ties keep keypoint-major order, as Python's sort
+  const poses = [];
+  const taken = (point, k) => poses.some((p) => (p.yx[k][0] - point[0]) ** 2 + (p.yx[k][1] - point[1]) ** 2 <= nms * nms);
+  for (const [s, k, y, x] of candidates) {
+    if (poses.length >= (multi.max_poses ?? 10)) break;
+    const root = atCell(y, x, k);
+    if (taken(root, k)) continue;
+    const points = { [k]: root }, pointScores = { [k]: s };
+    for (const [order, d, backward] of [[[...edges.keys()].reverse(), bwd, true], [[...edges.keys()], fwd, false]]) {
+      for (const e of order) {
+        const [parent, child] = edges[e];
+        const [source, target] = backward ? [child, parent] : [parent, child];
+        if (source in points && !(target in points)) [points[target], pointScores[target]] = jump(e, points[source], target, d);
+      }
+    }
+    const yx = [...Array(count).keys()].map((j) => points[j]);
+    const scores = [...Array(count).keys()].map((j) => pointScores[j]);
+    let total = 0;
+    yx.forEach((p, j) => { if (!taken(p, j)) total += scores[j]; });
+    poses.push({ yx, scores, score: total / count });
+  }
+  return poses.map((p) => ({ xy: p.yx.map(([py, px]) => [px, py]), scores: p.scores, score: p.score }));
+}
+
 // --- runtimes ----------------------------------------------------------------------------------
 
 let liteRtReady = null;
@@ -265,9 +330,12 @@ export async function load(manifest, baseUrl, modelId, artifactPath, { threads =
     const raw = await run(ioInput.name, x, ioInput.dtype);
     const milliseconds = performance.now() - start;
     const outs = modelOutputs(raw, artifact.io.outputs, model.outputs, transposed);
+    const toImage = (xy) => xy.map(([u, v]) => [m[0][0] * u + m[0][1] * v + m[0][2], m[1][0] * u + m[1][1] * v + m[1][2]]);
     const { xy, scores } = decode(model.decoder, outs);
-    const inImage = xy.map(([u, v]) => [m[0][0] * u + m[0][1] * v + m[0][2], m[1][0] * u + m[1][1] * v + m[1][2]]);
-    return { keypoints: inImage, scores, names: model.keypoints.names, matrix: m, milliseconds };
+    const poses = model.decoder.multi_pose
+      ? decodeMultiPose(model.decoder, outs).map((p) => ({ keypoints: toImage(p.xy), scores: p.scores, score: p.score }))
+      : null;
+    return { keypoints: toImage(xy), scores, names: model.keypoints.names, matrix: m, milliseconds, poses };
   };
 }
 
@@ -281,12 +349,16 @@ export async function imageData(url) {
   return ctx.getImageData(0, 0, bitmap.width, bitmap.height);
 }
 
-// Skeleton, keypoints coloured by score, on a canvas showing the image.
-export function draw(canvas, image, pose, skeleton, minScore = 0) {
+// Skeletons, keypoints coloured by score, on a canvas showing the image.
+export function draw(canvas, image, poses, skeleton, minScore = 0) {
   canvas.width = image.width;
   canvas.height = image.height;
   const ctx = canvas.getContext("2d");
   ctx.putImageData(image, 0, 0);
+  poses.forEach((pose) => drawPose(ctx, image, pose, skeleton, minScore));
+}
+
+function drawPose(ctx, image, pose, skeleton, minScore) {
   const r = Math.max(2, Math.round(Math.max(image.width, image.height) / 250));
   ctx.lineWidth = r;
   ctx.strokeStyle = "#00c8ff";
