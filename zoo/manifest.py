@@ -80,6 +80,7 @@ def write_manifest(path: Path, manifest: dict) -> None:
         with os.fdopen(fd, "w") as f:
             json.dump(manifest, f, indent=2, sort_keys=False)
             f.write("\n")
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a published manifest is world-readable
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
