@@ -331,6 +331,9 @@ def run(args) -> int:
     ids = [i.strip() for i in args.ids.split(",")] if args.ids else None
     log = (lambda m: print(m, file=sys.stderr)) if args.json else print
     report = evaluate(args.manifest, ann, resolver, ids, not args.no_original, args.threads, log, progress=True)
+    if not report["models"]:
+        raise EvalError(f"no model of {args.manifest} predicts the keypoints {ann.names} of {args.annotations}: "
+                        "nothing to evaluate (COCO AP needs COCO's 17 keypoint names, PCKh MPII's 16)")
     from converters.fileio import atomic_write_text
 
     out = Path(args.manifest).parent / "eval" / f"{Path(args.annotations).stem}.json"
