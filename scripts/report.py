@@ -48,6 +48,7 @@ def pictures_png(model: dict, evaluation: dict, annotations: str, path: Path) ->
     edges = [(names.index(model_names[a]), names.index(model_names[b])) for a, b in model["keypoints"].get("skeleton", [])
              if model_names[a] in names and model_names[b] in names]
     rows = {r["path"]: r for r in evaluation["rows"]}
+    min_score = model["decoder"].get("min_score", -np.inf)
     fig, axes = plt.subplots(len(people), len(runs), figsize=(2.2 * len(runs), 2.6 * len(people)), squeeze=False)
     for i, person in enumerate(people):
         image = np.asarray(Image.open(person["image"]).convert("RGB"))
@@ -66,9 +67,12 @@ def pictures_png(model: dict, evaluation: dict, annotations: str, path: Path) ->
             kp = run["keypoints"].get(str(person["key"]))
             if kp is not None:
                 kp = np.asarray(kp)
+                found = kp[:, 2] >= min_score  # below the decoder's min_score a keypoint is "not found"
                 for a, b in edges:
-                    ax.plot(kp[[a, b], 0] - 0.5, kp[[a, b], 1] - 0.5, "-", color="#00c8ff", lw=1.2)
-                ax.scatter(kp[:, 0] - 0.5, kp[:, 1] - 0.5, c=kp[:, 2], cmap="autumn", vmin=0, vmax=1, s=9, zorder=3)
+                    if found[a] and found[b]:
+                        ax.plot(kp[[a, b], 0] - 0.5, kp[[a, b], 1] - 0.5, "-", color="#00c8ff", lw=1.2)
+                ax.scatter(kp[found, 0] - 0.5, kp[found, 1] - 0.5, c=kp[found, 2], cmap="autumn", vmin=0, vmax=1,
+                           s=9, zorder=3)
             if i == 0:
                 ax.set_title(_label(rows[run["artifact"]]), fontsize=8)
     fig.suptitle(f"{model['id']} on {annotations} (grey x: annotation)", fontsize=9)
