@@ -105,7 +105,8 @@ class Page:
         photos: whole frames as the manifest's crop says, and each annotated person by the
         model's `calibration_crop` where it has one (or its own box/ROI crop). Errors are in units
         of the crop's longer side; a keypoint both score below the decoder's `min_score` is found
-        by neither and agrees, as in parity."""
+        by neither and agrees, as in parity. `web_ms_median`: the page's inference time (1 thread
+        wasm), median over the runs after the first."""
         import json
 
         import numpy as np
@@ -122,7 +123,7 @@ class Page:
             people_crop = model.get("calibration_crop") if model["input"]["crop"]["kind"] == "whole_image" else None
             for art in model["artifacts"]:
                 py = load(manifest_path, model["id"], art["format"], art["precision"], art["origin"])
-                errors, start = [], time.time()
+                errors, start, milliseconds = [], time.time(), []
                 for s, sample in enumerate(self.samples):
                     runs = [(0, None)] if model["input"]["crop"]["kind"] == "whole_image" else []
                     if people_crop or not runs:
@@ -136,6 +137,7 @@ class Page:
                             continue  # e.g. a rotated ROI without visible hips and shoulders
                         got = self.predict(model["id"], art["path"], s, person, crop)
                         errors.append(_errors(model, expected, got, py.height, py.width))
+                        milliseconds.append(got["milliseconds"])
                 errors = np.concatenate(errors)
                 radius, need = WEB_GATES[art["precision"]]
                 share = float(np.mean(errors <= radius))
@@ -144,7 +146,8 @@ class Page:
                              "pck@0.01": round(float(np.mean(errors <= 0.01)), 4),
                              "pck@0.02": round(float(np.mean(errors <= 0.02)), 4),
                              "worst": round(float(errors.max()), 5), "gate": f"pck@{radius} >= {need}",
-                             "passed": share >= need, "seconds": round(time.time() - start, 1)})
+                             "passed": share >= need, "seconds": round(time.time() - start, 1),
+                             "web_ms_median": round(float(np.median(milliseconds[1:] or milliseconds)), 1)})
         return rows
 
 
@@ -165,8 +168,10 @@ def _errors(model: dict, expected, got: dict, height: int, width: int):
 
 
 def agreement_table(rows: list[dict]) -> str:
-    lines = [f"{'model':28s} {'artifact':48s} {'keypoints':>9s} {'PCK@0.01':>8s} {'PCK@0.02':>8s} {'worst':>8s}  gate"]
+    lines = [f"{'model':28s} {'artifact':48s} {'keypoints':>9s} {'PCK@0.01':>8s} {'PCK@0.02':>8s} {'worst':>8s} "
+             f"{'web ms':>7s}  gate"]
     for r in rows:
         lines.append(f"{r['model']:28s} {r['artifact']:48s} {r['keypoints']:9d} {r['pck@0.01']:8.4f} "
-                     f"{r['pck@0.02']:8.4f} {r['worst']:8.5f}  {'pass' if r['passed'] else 'FAIL'} ({r['gate']})")
+                     f"{r['pck@0.02']:8.4f} {r['worst']:8.5f} {r['web_ms_median']:7.1f}  "
+                     f"{'pass' if r['passed'] else 'FAIL'} ({r['gate']})")
     return "\n".join(lines)
