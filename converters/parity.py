@@ -147,11 +147,19 @@ def _match(outputs: dict[str, np.ndarray], name: str, reference: np.ndarray) -> 
     raise KeyError(f"artifact has no output named {name!r} and no unique output of size {reference.size}")
 
 
+MAX_TIES = 0.5  # beyond this share of keypoints settled as heatmap ties, keypoints cannot be judged
+
+
 def apply_gate(report: ParityReport, thresholds: dict[str, float]) -> ParityReport:
-    """Fill `thresholds` and `failures`: `<metric>_max` and `<metric>_min` bounds on summary()."""
+    """Fill `thresholds` and `failures`: `<metric>_max` and `<metric>_min` bounds on summary().
+    Whatever the thresholds, an artifact whose keypoints agree mostly as heatmap ties fails: on
+    maps that flat (random weights) agreement says nothing about its precision."""
     report.thresholds = dict(thresholds)
     summary = report.summary()
     report.failures = []
+    if report.ties > MAX_TIES:
+        report.failures.append(f"heatmap_ties = {report.ties:.3g} (> {MAX_TIES}): most keypoints agree only as ties "
+                               "of a flat heatmap, so the keypoints cannot be judged on this model")
     for key, bound in thresholds.items():
         metric, kind = key.rsplit("_", 1)
         value = summary[metric]

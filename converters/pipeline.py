@@ -217,7 +217,11 @@ def _build_converted(variant, original: ResolvedFile, opts: BuildOptions) -> Var
             int8 = variant.int8_options
 
             def evaluate(path: Path) -> float:
-                return _gate_score(bench.check(path, thresholds, reference_kernels=False), thresholds)
+                try:
+                    return _gate_score(bench.check(path, thresholds, reference_kernels=False), thresholds)
+                except RuntimeError as e:  # e.g. XNNPACK refuses an op of this mix: this trial fails
+                    log(f"[{variant.id}] {Path(path).name}: the runtime cannot run this trial: {_first_line(e)}")
+                    return 0.0
 
             if "onnx" in opts.formats:
                 log(f"[{variant.id}] ONNX INT8 (static QDQ, {int8['method']}) with mixed-precision search")
@@ -247,7 +251,16 @@ def _build_converted(variant, original: ResolvedFile, opts: BuildOptions) -> Var
         for (fmt, precision), path in sorted(candidates.items(), key=lambda kv: (FORMATS.index(kv[0][0]),
                                                                                  PRECISIONS.index(kv[0][1]))):
             embed(path, essentials(model, precision))
-            report = bench.check(path, variant.thresholds[precision])
+            try:
+                report = bench.check(path, variant.thresholds[precision])
+            except RuntimeError as e:
+                reason = f"the runtime cannot run it: {_first_line(e)}"
+                log(f"[{variant.id}] {fmt}/{precision}: FAIL, {reason}")
+                path.unlink()
+                failures.append(f"{variant.id} {fmt}/{precision}: {reason}")
+                model["rejected"].append({"format": fmt, "precision": precision, "reason": reason,
+                                          **extra.get((fmt, precision), {})})
+                continue
             log(f"[{variant.id}] {fmt}/{precision}: {_verdict(report)}")
             parity_entry = _parity_entry(report, opts, REFERENCE_RUNTIME[recipe["original_format"]])
             if report.passed:
@@ -365,6 +378,10 @@ def _to_rgb(tensor: np.ndarray, spec: dict) -> np.ndarray:
     x = x * np.asarray(norm["std"]) + np.asarray(norm["mean"])
     x = x[..., ::-1] if spec.get("color") == "BGR" else x
     return np.clip(x, 0, 255).astype(np.uint8)
+
+
+def _first_line(error: Exception) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
 def _verdict(report: parity.ParityReport) -> str:

@@ -86,3 +86,18 @@ def test_a_heatmap_tie_agrees_but_a_trained_peak_is_judged_by_position():
     report = compare([{"maps": ref}], [{"maps": out}], lambda o: decode(spec, o), 10.0, decoder=spec)
     assert report.pck["0.05"] == 0.5 and report.ties == 0.5
     assert report.worst_keypoint_err == pytest.approx(np.hypot(5, 5) / 10)
+
+
+def test_an_artifact_agreeing_mostly_by_ties_fails_whatever_its_thresholds():
+    """Two constant maps (a random-weight model's): any peak ties, so PCK is 1.0, but nothing was
+    judged: the gate fails."""
+    from zoo.decoders import decode
+
+    spec = {"type": "heatmap", "output": "maps", "layout": "NHWC", "stride": 1.0}
+    ref = np.full((1, 10, 10, 2), 0.5, np.float32)
+    out = ref.copy()
+    out[0, 3, 3, :] += 1e-7  # the artifact's peaks land elsewhere, within float noise
+    report = apply_gate(compare([{"maps": ref}], [{"maps": out}], lambda o: decode(spec, o), 10.0, decoder=spec),
+                        {"pck@0.05_min": 0.97})
+    assert report.pck["0.05"] == 1.0 and report.ties == 1.0
+    assert not report.passed and "heatmap_ties" in report.failures[0]
