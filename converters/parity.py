@@ -80,8 +80,9 @@ def keypoint_errors(ref_kp: np.ndarray, out_kp: np.ndarray, size: float) -> np.n
 
 
 def heatmap_ties(decoder: dict, reference: dict[str, np.ndarray], candidate: dict[str, np.ndarray]) -> np.ndarray:
-    """Per keypoint of a heatmap decoder: is the artifact's peak cell, in the original's own
-    heatmap, tied with the original's peak? Tied means within the smaller of twice the artifact's
+    """Per keypoint of a heatmap decoder: is the artifact's peak a different cell that, in the
+    original's own heatmap, ties with the original's peak? (The same cell is no tie: its position,
+    refined by offsets where the decoder has them, is judged as it is.) Tied means within the smaller of twice the artifact's
     largest error on that heatmap and 0.1 % of the heatmap's range (or of its value, for a
     constant map): a difference no precision we publish resolves, so either cell is the
     original's answer. Only flat maps have such ties (a
@@ -94,10 +95,12 @@ def heatmap_ties(decoder: dict, reference: dict[str, np.ndarray], candidate: dic
         ref, out = ref.transpose(1, 2, 0), out.transpose(1, 2, 0)
     ref, out = ref.reshape(-1, ref.shape[-1]), out.reshape(-1, out.shape[-1])
     channels = np.arange(ref.shape[1])
-    at_artifact_peak = ref[out.argmax(0), channels]
+    artifact_peak = out.argmax(0)
+    at_artifact_peak = ref[artifact_peak, channels]
     scale = np.maximum(ref.max(0) - ref.min(0), np.abs(ref).max(0))  # a constant map's scale is its value
     tolerance = np.minimum(2 * np.abs(out - ref).max(0), 1e-3 * scale)
-    return (at_artifact_peak >= ref.max(0) - tolerance)[: decoder.get("num_keypoints", ref.shape[1])]
+    tied = (artifact_peak != ref.argmax(0)) & (at_artifact_peak >= ref.max(0) - tolerance)
+    return tied[: decoder.get("num_keypoints", ref.shape[1])]
 
 
 def compare(reference_outputs: list[dict[str, np.ndarray]], candidate_outputs: list[dict[str, np.ndarray]],

@@ -101,3 +101,17 @@ def test_an_artifact_agreeing_mostly_by_ties_fails_whatever_its_thresholds():
                         {"pck@0.05_min": 0.97})
     assert report.pck["0.05"] == 1.0 and report.ties == 1.0
     assert not report.passed and "heatmap_ties" in report.failures[0]
+
+
+def test_the_same_peak_cell_is_no_tie_and_its_offset_error_is_judged():
+    """PoseNet-style: same peak cell on both sides, but the artifact's offset moves the keypoint
+    by 3 pixels: no tie (nothing settled), and the 3 pixels count."""
+    from zoo.decoders import decode
+
+    spec = {"type": "heatmap", "output": "maps", "offsets": "offsets", "layout": "NHWC", "stride": 8.0}
+    ref = {"maps": np.zeros((1, 4, 4, 1), np.float32), "offsets": np.zeros((1, 4, 4, 2), np.float32)}
+    ref["maps"][0, 1, 2, 0] = 1.0
+    out = {name: value.copy() for name, value in ref.items()}
+    out["offsets"][0, 1, 2, 0] = 3.0
+    report = compare([ref], [out], lambda o: decode(spec, o), 100.0, decoder=spec)
+    assert report.ties == 0.0 and report.worst_keypoint_err == pytest.approx(0.03)
