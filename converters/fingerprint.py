@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from functools import lru_cache
 from pathlib import Path
 
 from .calibration import IMAGE_SUFFIXES
@@ -25,6 +26,7 @@ def _digest_files(paths, root: Path) -> str:
     return h.hexdigest()
 
 
+@lru_cache(maxsize=None)  # once per family and command, not once per variant
 def code_digest(family: str) -> str:
     """posezoo's code that shapes artifacts: the engine, the manifest side and the family's recipe."""
     roots = [REPO / "converters", REPO / "zoo", REPO / "recipes" / family]

@@ -9,7 +9,6 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from importlib.metadata import version
 from pathlib import Path
@@ -56,18 +55,8 @@ class VariantResult:
     seconds: float = 0.0
 
 
-@contextmanager
-def timed(steps: dict[str, float], name: str):
-    """Add the block's wall time to `steps[name]` (the build summary's per-step seconds)."""
-    start = time.time()
-    try:
-        yield
-    finally:
-        steps[name] = round(steps.get(name, 0.0) + time.time() - start, 2)
-
-
 def _lap(steps: dict[str, float], name: str, since: float) -> float:
-    """Add the time since `since` to `steps[name]`; returns now."""
+    """Add the time since `since` to `steps[name]` (the build summary's seconds per step); returns now."""
     now = time.time()
     steps[name] = round(steps.get(name, 0.0) + now - since, 2)
     return now
@@ -173,10 +162,10 @@ def _build_converted(variant, original: ResolvedFile, opts: BuildOptions) -> Var
     log = opts.log
     recipe = variant.recipe
     spec = recipe["input"]
-    with timed(steps, "reference"):
-        reference = open_original(variant, original.path)
-        bench = ParityBench.prepare(reference, recipe, opts.calibration_images, opts.max_samples, opts.progress)
-        noise = bench.kernel_noise(reference)
+    reference = open_original(variant, original.path)
+    bench = ParityBench.prepare(reference, recipe, opts.calibration_images, opts.max_samples, opts.progress)
+    noise = bench.kernel_noise(reference)
+    _lap(steps, "reference", start)
     samples, feeds = bench.samples, bench.feeds
     log(f"[{variant.id}] {len(samples)} real person crops from {opts.calibration_images} "
         f"({calibration.parity_crop(recipe)['kind']})")

@@ -572,14 +572,11 @@ def make_rows(measurements: list[Measurement]) -> list[dict]:
 def web_latencies(manifest_path: Path, manifest: dict, ids, runs: int, images: Path | None) -> dict[str, float]:
     """{artifact path: median ms in the page, 1 thread wasm} for the manifest's artifacts."""
     from scripts.browser import BrowserError, Page
+    from scripts.serve import ServeError, build_images
 
-    if images is None:
-        found = [m["build"]["calibration_images"] for m in manifest["models"] if "calibration_images" in m.get("build", {})]
-        if not found:
-            raise BenchError("--web needs --images DIR (photos for the page): the manifest names none")
-        images = Path(found[0])
     medians = {}
     try:
+        images = images or build_images(manifest)
         with Page(manifest_path.parent, images) as page:
             for model in manifest["models"]:
                 if ids and model["id"] not in ids:
@@ -587,7 +584,7 @@ def web_latencies(manifest_path: Path, manifest: dict, ids, runs: int, images: P
                 for art in model["artifacts"]:
                     times = page.latencies(model["id"], art["path"], runs)
                     medians[str(manifest_path.parent / art["path"])] = round(statistics.median(times), 2)
-    except BrowserError as e:
+    except (BrowserError, ServeError) as e:
         raise BenchError(f"--web: {e}") from None
     return medians
 

@@ -154,9 +154,10 @@ class Page:
 def _errors(model: dict, expected, got: dict, height: int, width: int):
     import numpy as np
 
-    m = expected.matrix
-    size = max(np.linalg.norm(m[:, 0]) * width, np.linalg.norm(m[:, 1]) * height)
-    err = np.linalg.norm(expected.keypoints - np.asarray(got["keypoints"]), axis=1) / size
+    from zoo.loader import crop_side
+
+    err = np.linalg.norm(expected.keypoints - np.asarray(got["keypoints"]), axis=1) / crop_side(
+        expected.matrix, width, height)
     if got["names"] != expected.names:
         raise BrowserError(f"{model['id']}: the page names the keypoints {got['names'][:3]}..., "
                            f"the loader {expected.names[:3]}...")

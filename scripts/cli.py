@@ -234,34 +234,23 @@ def parser() -> argparse.ArgumentParser:
     sources(s)
     s.set_defaults(fn=cmd_verify)
 
-    from scripts import bench
+    from scripts import bench, evaluate, report, serve
 
-    s = sub.add_parser("bench", help="latency, peak memory and size of every artifact, side by side with the "
-                                     "publishers' own files")
-    bench.add_arguments(s)
-    s.set_defaults(fn=bench.run)
-
-    from scripts import evaluate
-
-    s = sub.add_parser("eval", help="accuracy of every artifact (and the original) on annotated people: "
-                                    "COCO OKS AP or MPII PCKh; writes DIR/eval/<annotations>.json")
-    evaluate.add_arguments(s)
-    sources(s)
-    s.set_defaults(fn=evaluate.run)
-
-    from scripts import report
-
-    s = sub.add_parser("report", help="HTML page, PNG figures and Markdown model cards from DIR/manifest.json "
-                                      "and DIR/eval/")
-    report.add_arguments(s)
-    s.set_defaults(fn=report.run)
-
-    from scripts import serve
-
-    s = sub.add_parser("serve", help="the web page that runs any artifact of DIR/manifest.json in the browser, "
-                                     "on localhost")
-    serve.add_arguments(s)
-    s.set_defaults(fn=serve.run)
+    # Commands with a module of their own: (name, module with add_arguments/run, help, takes --mirror etc.)
+    for name, module, text, with_sources in (
+            ("bench", bench, "latency, peak memory and size of every artifact, side by side with the publishers' "
+                             "own files", False),
+            ("eval", evaluate, "accuracy of every artifact (and the original) on annotated people: COCO OKS AP or "
+                               "MPII PCKh; writes DIR/eval/<annotations>.json", True),
+            ("report", report, "HTML page, PNG figures and Markdown model cards from DIR/manifest.json and "
+                               "DIR/eval/", False),
+            ("serve", serve, "the web page that runs any artifact of DIR/manifest.json in the browser, on "
+                             "localhost", False)):
+        s = sub.add_parser(name, help=text)
+        module.add_arguments(s)
+        if with_sources:
+            sources(s)
+        s.set_defaults(fn=module.run)
 
     s = sub.add_parser("walk", help="where an artifact first departs from its TFLite original: every "
                                     "intermediate tensor compared, in quantization steps")

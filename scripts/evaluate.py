@@ -192,7 +192,7 @@ def predict_all(predictor, ann: Annotations, names: list[str], progress) -> dict
     side in photo pixels) is parity's unit of keypoint error."""
     from PIL import Image
 
-    from zoo.loader import LoaderError
+    from zoo.loader import LoaderError, crop_side
 
     index = [names.index(n) for n in ann.names]
     out, image_path, rgb = {}, None, None
@@ -206,7 +206,7 @@ def predict_all(predictor, ann: Annotations, names: list[str], progress) -> dict
             continue  # e.g. a rotated ROI without visible hips and shoulders
         finally:
             progress.update(1)
-        size = max(np.linalg.norm(pose.matrix[:, 0]) * predictor.width, np.linalg.norm(pose.matrix[:, 1]) * predictor.height)
+        size = crop_side(pose.matrix, predictor.width, predictor.height)
         out[person.key] = (pose.keypoints[index] + ann.to_annotation, pose.scores[index], size)
     return out
 

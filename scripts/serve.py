@@ -98,14 +98,16 @@ def add_arguments(p) -> None:
     p.add_argument("--json", action="store_true", help="with --check: the rows as JSON")
 
 
+def build_images(manifest: dict, flag: str = "--images") -> Path:
+    """The photos the build calibrated on, as its manifest records them (the page's samples)."""
+    found = [m["build"]["calibration_images"] for m in manifest["models"] if "calibration_images" in m.get("build", {})]
+    if not found:
+        raise ServeError(f"pass {flag} DIR (photos for the page): the manifest does not say which photos the build used")
+    return Path(found[0])
+
+
 def run(args) -> int:
-    images = args.images
-    if images is None:
-        manifest = json.loads((Path(args.directory) / "manifest.json").read_text())
-        found = [m["build"]["calibration_images"] for m in manifest["models"] if "calibration_images" in m.get("build", {})]
-        if not found:
-            raise ServeError("pass --images DIR: the manifest does not say which photos the build used")
-        images = Path(found[0])
+    images = args.images or build_images(json.loads((Path(args.directory) / "manifest.json").read_text()))
     if args.check:
         from scripts.browser import Page, agreement_table
 

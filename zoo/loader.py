@@ -155,6 +155,12 @@ def input_hw(spec: dict) -> tuple[int, int]:
     return (shape[1], shape[2]) if spec.get("layout", "NHWC") == "NHWC" else (shape[2], shape[3])
 
 
+def crop_side(matrix: np.ndarray, width: int, height: int) -> float:
+    """The longer side, in photo pixels, of a width x height input cut by `matrix`: parity's unit
+    of keypoint error."""
+    return float(max(np.linalg.norm(matrix[:, 0]) * width, np.linalg.norm(matrix[:, 1]) * height))
+
+
 def affine(center, x_axis, y_axis, width: int, height: int) -> np.ndarray:
     """2x3 matrix from input pixels to image pixels: the input's centre lands on `center`, one
     input pixel along x (y) is the image vector `x_axis` (`y_axis`)."""
