@@ -1,11 +1,12 @@
 """ONNX -> TFLite FP32 and FP16 (plus the intermediate SavedModel) with onnx2tf, offline.
 
-onnx2tf runs in a subprocess: it rewrites its input in place, sets TF_USE_LEGACY_KERAS for the
+onnx2tf runs in a subprocess (converters/onnx2tf_main.py, its command line with a fix): it rewrites its input in place, sets TF_USE_LEGACY_KERAS for the
 whole process and, when every input is an RGB image, loads a calibration sample
 (`calibration_image_sample_data_20x128x128x3_float32.npy`) from its working directory or else
 downloads it. We run it in a scratch directory holding that file made from our real images, on
 a copy of the model whose tensor names are sanitized (TFLite-derived names contain `;` and `/`,
-which break its SavedModel export). Graph input and output names are kept.
+which break its SavedModel export). Graph output names are kept, input names lose characters
+other than [A-Za-z0-9_].
 """
 from __future__ import annotations
 
@@ -37,18 +38,25 @@ class TFLiteOutputs:
     saved_model: Path
 
 
-def sanitize_names(onnx_in: Path, onnx_out: Path) -> None:
-    """Rename every internal tensor and node to [A-Za-z0-9_]; graph I/O names stay."""
+def sanitize_names(onnx_in: Path, onnx_out: Path) -> list[str]:
+    """Rename every internal tensor and node to [A-Za-z0-9_]; graph inputs only lose other
+    characters (onnx2tf renames `serving_default_input:0` itself, and then its keep-NHWC option
+    no longer finds the name we give); graph output names stay. Returns the input names."""
     import onnx
 
     model = onnx.load(str(onnx_in))
     graph = model.graph
-    keep = {v.name for v in graph.input} | {v.name for v in graph.output}
+    keep = {v.name for v in graph.output}
+    inputs = {v.name: re.sub(r"[^A-Za-z0-9_]", "_", v.name) for v in graph.input}
+    for v in graph.input:
+        v.name = inputs[v.name]
     renamed: dict[str, str] = {}
 
     def clean(name: str) -> str:
         if not name or name in keep:
             return name
+        if name in inputs:
+            return inputs[name]
         if name not in renamed:
             renamed[name] = f"t{len(renamed)}_" + re.sub(r"[^A-Za-z0-9_]", "_", name)[-48:]
         return renamed[name]
@@ -62,6 +70,7 @@ def sanitize_names(onnx_in: Path, onnx_out: Path) -> None:
         node.input[:] = [clean(x) for x in node.input]
         node.output[:] = [clean(x) for x in node.output]
     onnx.save(model, str(onnx_out))
+    return [v.name for v in graph.input]
 
 
 def onnx2tf_sample(rgb_images: list[np.ndarray]) -> np.ndarray:
@@ -83,13 +92,11 @@ def onnx_to_tflite(onnx_path: Path, out_dir: Path, stem: str, sample: np.ndarray
     with tempfile.TemporaryDirectory(prefix="posezoo-onnx2tf-") as scratch:
         scratch = Path(scratch)
         model = scratch / "model.onnx"
-        sanitize_names(onnx_path, model)
+        inputs = sanitize_names(onnx_path, model)
         np.save(scratch / ONNX2TF_SAMPLE, sample.astype(np.float32))
         import onnx
 
-        inputs = [i.name for i in onnx.load(str(model), load_external_data=False).graph.input]
-        cmd = [sys.executable, "-c", "import sys; from onnx2tf.onnx2tf import main; sys.exit(main())",
-               "-i", str(model), "-o", str(scratch / "saved_model"), "-coion", "-v", "error"]
+        cmd = [sys.executable, "-m", "converters.onnx2tf_main", "-i", str(model), "-o", str(scratch / "saved_model"), "-coion", "-v", "error"]
         if keep_nhwc_inputs:
             cmd += ["-kat", *inputs]
         env = {**os.environ, "CUDA_VISIBLE_DEVICES": "-1", "TF_CPP_MIN_LOG_LEVEL": "3",

@@ -1,9 +1,10 @@
 """The original model running in its own framework: the reference for parity and the start of
 every conversion. A TFLite original runs on TFLite's reference kernels; a Keras original on
 tf_keras and a PyTorch original in torch (the family's recipe code builds both, without running
-code from the file)."""
+code from the file); a SavedModel through its serving signature in TensorFlow."""
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -70,6 +71,31 @@ class TorchOriginal:
         return None
 
 
+class SavedModelOriginal:
+    """A SavedModel tarball (converters.saved_model), unpacked into a folder that lives as long as
+    this object."""
+
+    def __init__(self, archive: Path, input_spec: dict, output_names: list[str]):
+        from .saved_model import load_serving, serving_function, unpack
+
+        self._folder = tempfile.TemporaryDirectory(prefix="posezoo-savedmodel-")
+        self._loaded, serving = load_serving(unpack(archive, Path(self._folder.name)))
+        self.forward = serving_function(serving, input_spec, output_names)
+        self.input_name = input_spec["name"]
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        outputs = self.forward(feeds.get(self.input_name, next(iter(feeds.values()))))
+        return {name: np.asarray(y, np.float32) for name, y in outputs.items()}
+
+    def to_onnx(self, onnx_path: Path) -> Path:
+        from .saved_model import saved_model_to_onnx
+
+        return saved_model_to_onnx(self.forward, onnx_path)
+
+    def fast_runner(self):
+        return None
+
+
 def open_original(variant, path: Path):
     """`variant` (a recipe Variant) says the original's format and, for Keras, how to build it."""
     fmt = variant.recipe["original_format"]
@@ -80,5 +106,7 @@ def open_original(variant, path: Path):
     if fmt == "torch":
         module = variant.family_module("model").load_official(path, variant.variant)
         return TorchOriginal(module, variant.recipe["input"], [o["name"] for o in variant.recipe["outputs"]])
+    if fmt == "saved_model":
+        return SavedModelOriginal(path, variant.recipe["input"], [o["name"] for o in variant.recipe["outputs"]])
     raise ValueError(f"{variant.id}: converting {fmt} originals is not supported yet; build the precisions "
                      "the publisher's own files cover (posezoo list --json shows them), e.g. --precisions int8")

@@ -7,6 +7,7 @@ artifact output is compared with an NHWC original (and vice versa) by transposin
 """
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -31,6 +32,22 @@ def align(reference: np.ndarray, candidate: np.ndarray) -> np.ndarray:
     if candidate.size == reference.size:
         return candidate.reshape(reference.shape)
     raise ValueError(f"output shapes cannot be matched: original {reference.shape}, artifact {candidate.shape}")
+
+
+def match_instances(decoder: dict, reference: dict[str, np.ndarray],
+                    candidate: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """A multi-person regression output (MoveNet MultiPose: `instances` rows, people in score
+    order) is a set: two people whose scores differ by float noise come out in either order. The
+    candidate's rows are put in the order closest to the original's (least total absolute
+    difference) before anything is compared; a different set of people still fails."""
+    multi = decoder.get("multi_pose", {})
+    if decoder.get("type") != "regression" or "instances" not in multi:
+        return candidate
+    name, count = decoder["output"], multi["instances"]
+    ref, out = reference[name].reshape(count, -1), candidate[name].reshape(count, -1)
+    cost = np.abs(ref[:, None, :].astype(np.float64) - out[None, :, :]).sum(-1)
+    order = min(itertools.permutations(range(count)), key=lambda p: cost[range(count), p].sum())
+    return {**candidate, name: out[list(order)].reshape(candidate[name].shape)}
 
 
 def tensor_metrics(reference: np.ndarray, candidate: np.ndarray) -> dict[str, float]:
@@ -113,10 +130,13 @@ def compare(reference_outputs: list[dict[str, np.ndarray]], candidate_outputs: l
     A keypoint both sides report as not found agrees; where either side finds it, the positions
     are compared (a score just across the threshold on one side is not a disagreement).
     `decoder` (a heatmap decoder's spec): a keypoint whose artifact peak ties with the original's
-    (`heatmap_ties`) agrees; `ties` reports the share of keypoints that this settled.
+    (`heatmap_ties`) agrees; `ties` reports the share of keypoints that this settled; a
+    multi-person output's people are matched first (`match_instances`).
     Besides PCK over all keypoints (what gates read), `pck_visible` counts only the keypoints the
     original itself scores >= 0.5: informational, for judging where disagreements sit."""
     aligned = [{n: align(r[n], _match(c, n, r[n])) for n in r} for r, c in zip(reference_outputs, candidate_outputs)]
+    if decoder is not None:
+        aligned = [match_instances(decoder, r, c) for r, c in zip(reference_outputs, aligned)]
     per_output = {name: tensor_metrics(np.stack([r[name] for r in reference_outputs]),
                                        np.stack([c[name] for c in aligned]))
                   for name in reference_outputs[0]}

@@ -30,7 +30,7 @@ from .tflite_int8 import float_op_order, saved_model_to_int8
 
 FORMATS = ("onnx", "tflite")
 REFERENCE_RUNTIME = {"tflite": "original in TFLite reference kernels", "keras": "original in tf_keras (TensorFlow)",
-                     "torch": "original in PyTorch"}
+                     "torch": "original in PyTorch", "saved_model": "original SavedModel in TensorFlow"}
 PRECISIONS = ("fp32", "fp16", "int8")
 TOOLS = ("tf2onnx", "onnx2tf", "onnx", "onnxsim", "onnxruntime", "onnxconverter-common", "tensorflow-cpu",
          "ai-edge-litert")

@@ -95,7 +95,10 @@ class OnnxRunner:
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
-        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        try:
+            self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime's own exception types derive from Exception only
+            raise RuntimeError(f"onnxruntime cannot load {Path(path).name}: {e}") from e
 
     @property
     def input_names(self) -> list[str]:
@@ -113,7 +116,10 @@ class OnnxRunner:
         names = self.input_names
         if set(feeds) != set(names) and len(names) == 1:
             feeds = {names[0]: next(iter(feeds.values()))}
-        outs = self.session.run(None, feeds)
+        try:
+            outs = self.session.run(None, feeds)
+        except Exception as e:
+            raise RuntimeError(f"onnxruntime cannot run {self.path.name}: {e}") from e
         return {o.name: np.asarray(y, dtype=np.float32) for o, y in zip(self.session.get_outputs(), outs)}
 
 

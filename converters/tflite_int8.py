@@ -21,9 +21,9 @@ def _converter(saved_model: Path, calibration: list[np.ndarray], io_dtype: str, 
     converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
 
-    def representative():
+    def representative():  # integer inputs (MoveNet's uint8 pixels) are given as they are
         for x in calibration:
-            yield [x.astype(np.float32)]
+            yield [x if np.issubdtype(x.dtype, np.integer) else x.astype(np.float32)]
 
     converter.representative_dataset = representative
     if full_integer:

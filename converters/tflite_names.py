@@ -4,7 +4,9 @@ onnx2tf names output tensors `PartitionedCall:<n>` (in an order of its own) and 
 on onnx2tf's SavedModel keys the signature `output_<i>` (i = the ONNX output's position), so a
 runtime could not tell two outputs of the same shape apart (EfficientPose's two 1/8-resolution
 confidence maps). We rename each output tensor after its signature key, mapping `output_<i>` to
-the i-th ONNX output name: then the tensor name, the signature key and the manifest agree. The
+the i-th ONNX output name (or a key that is an output name with its punctuation changed, as
+onnx2tf writes `StatefulPartitionedCall:0`, to that name): then the tensor name, the signature
+key and the manifest agree. The
 outputs are also put in the model's order (the original's), for runtimes that read them by index
 (Google's PoseNet examples take output 0 as the heatmaps).
 """
@@ -32,10 +34,11 @@ def name_outputs(tflite_path: Path, output_names: list[str]) -> Path:
                              f"model's outputs {output_names}")
         else:
             tensors[subgraph.outputs[0]].name = output_names[0].encode()
+    by_letters = {_letters(n): n for n in output_names}
     for output in model.signatureDefs[0].outputs if model.signatureDefs else []:
         key = _text(output.name)
         position = re.fullmatch(r"output_(\d+)", key)
-        name = output_names[int(position.group(1))] if position else key
+        name = output_names[int(position.group(1))] if position else by_letters.get(_letters(key), key)
         output.name = name.encode()
         tensors[output.tensorIndex].name = name.encode()
     index = {_text(tensors[i].name): i for i in subgraph.outputs}
@@ -46,6 +49,12 @@ def name_outputs(tflite_path: Path, output_names: list[str]) -> Path:
     with atomic_path(tflite_path) as tmp:
         flatbuffer_utils.write_model(model, str(tmp))
     return Path(tflite_path)
+
+
+def _letters(name: str) -> str:
+    """A name without its punctuation: onnx2tf keeps output names (-coion) but writes
+    `StatefulPartitionedCall:0` as `StatefulPartitionedCall__0`."""
+    return re.sub(r"[^A-Za-z0-9]", "", name)
 
 
 def _text(name) -> str:

@@ -70,13 +70,13 @@ def load_recipe(path: Path) -> list[Variant]:
             for v in data["variants"]]
 
 
-VARIANT_OVERRIDES = ("original_format", "input", "outputs", "decoder", "keypoints")
+VARIANT_OVERRIDES = ("task", "original_format", "input", "outputs", "decoder", "keypoints", "calibration_crop")
 
 
 def _merged(family: dict, variant: dict) -> dict:
-    """The family recipe with a variant's own `original_format`/`outputs` (replaced) and
-    `input`/`decoder`/`keypoints` (key by key): e.g. EfficientPose's resolutions and Lite
-    normalization, the MPII variants' 16 joints."""
+    """The family recipe with a variant's own `task`/`original_format`/`outputs` (replaced) and
+    `input`/`decoder`/`keypoints`/`calibration_crop` (key by key): e.g. EfficientPose's
+    resolutions and Lite normalization, the MPII variants' 16 joints, MoveNet MultiPose's scenes."""
     recipe = copy.deepcopy(family)
     for key in VARIANT_OVERRIDES:
         if key in variant:

@@ -64,6 +64,7 @@ def cmd_fetch(args) -> int:
 def cmd_build(args) -> int:
     import recipes
     from converters.fingerprint import fingerprint, images_digest, up_to_date
+    from converters.sources import SourceError
     from converters.pipeline import BuildOptions, resolve_inputs, tool_versions
     from zoo.manifest import empty_manifest, read_manifest, upsert_model, write_manifest
 
@@ -88,7 +89,13 @@ def cmd_build(args) -> int:
     todo, fingerprints, unchanged = [], [], []
     for v in variants:
         fetch_start = time.time()
-        original, vendor = resolve_inputs(v, resolver, args.checkpoint, opts.precisions)
+        try:
+            original, vendor = resolve_inputs(v, resolver, args.checkpoint, opts.precisions)
+        except SourceError as e:
+            if not args.keep_going:
+                raise
+            failures.append(f"{v.id}: not built, its files cannot be had: {e}")  # e.g. a family's --checkpoint-only ids
+            continue
         fp = fingerprint(v, original.sha256 if original else None, [f.sha256 for f in vendor.values()], opts,
                          tools, images)
         if not args.force and up_to_date(existing.get(v.id), fp, out):
@@ -220,7 +227,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--max-samples", type=int, help="use at most N person crops")
     s.add_argument("--checkpoint", type=Path, help="convert your own file of the same architecture")
     s.add_argument("-j", "--jobs", type=int, default=1, help="build N models in parallel")
-    s.add_argument("--keep-going", action="store_true", help="exit 0 even when an artifact fails its gate")
+    s.add_argument("--keep-going", action="store_true",
+                   help="exit 0 even when an artifact fails its gate or a model's files cannot be had "
+                        "(both listed as NOT PUBLISHED)")
     s.add_argument("--force", action="store_true", help="rebuild models whose artifacts are up to date")
     s.add_argument("--json", action="store_true", help="print a JSON summary on stdout; logs go to stderr")
     sources(s)

@@ -149,3 +149,21 @@ def test_int8_weight_share_counts_kernels_stored_in_int8(tmp_path):
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])], inits)
     onnx.save(helper.make_model(graph), tmp_path / "m.onnx")
     assert int8_weight_share(tmp_path / "m.onnx") == 0.5
+
+
+def test_onnx_fp16_points_the_graphs_own_casts_to_float16(tmp_path):
+    """uint8 pixels cast to float inside the graph (MoveNet): onnxconverter-common alone leaves
+    the cast at float32 and onnxruntime refuses the file; ours runs and keeps float32 I/O."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    scale = helper.make_tensor("scale", TensorProto.FLOAT, [1], [0.5])
+    graph = helper.make_graph(
+        [helper.make_node("Cast", ["pixels"], ["as_float"], to=TensorProto.FLOAT),
+         helper.make_node("Mul", ["as_float", "scale"], ["half"])], "g",
+        [helper.make_tensor_value_info("pixels", TensorProto.UINT8, [1, 4])],
+        [helper.make_tensor_value_info("half", TensorProto.FLOAT, [1, 4])], [scale])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "m.onnx")
+    out = onnx_to_fp16(tmp_path / "m.onnx", tmp_path / "m16.onnx")
+    y = open_runner(out)({"pixels": np.array([[0, 1, 2, 255]], np.uint8)})["half"]
+    assert y.dtype == np.float32 and y.tolist() == [[0, 0.5, 1, 127.5]]

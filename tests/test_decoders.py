@@ -94,3 +94,31 @@ def test_multi_pose_follows_the_displacements_to_every_keypoint_of_each_person()
         np.testing.assert_allclose(xy, expected, atol=1e-4)
         assert scores.min() >= 1 / (1 + np.exp(-5.0)) - 1e-6
     assert poses[0][2] > poses[1][2] > 0.99
+
+
+def _multipose_instances():
+    """MoveNet MultiPose's [1, 6, 56]: instance i has its keypoints at (0.1 i, 0.05 k), score 0.1 i."""
+    spec = {"type": "regression", "output": "out", "num_keypoints": 17, "values_per_keypoint": 3, "x_index": 1,
+            "y_index": 0, "score_index": 2, "coordinate_scale": 256.0,
+            "multi_pose": {"instances": 6, "values_per_instance": 56, "instance_score_index": 55,
+                           "score_threshold": 0.25}}
+    rows = np.zeros((6, 56), np.float32)
+    for i in range(6):
+        keypoints = np.stack([np.full(17, 0.1 * i), 0.05 * np.arange(17), np.full(17, 0.5)], -1)
+        rows[i, :51] = keypoints.ravel()
+        rows[i, 51:55] = [0.1 * i, 0, 0.1 * i, 0.8]
+        rows[i, 55] = 0.1 * i
+    return spec, {"out": rows[None]}
+
+
+def test_multipose_regression_gives_the_people_above_threshold_strongest_first():
+    from zoo.decoders import decode_multi_pose
+
+    spec, outputs = _multipose_instances()
+    poses = decode_multi_pose(spec, outputs)
+    assert [round(score, 3) for _, _, score in poses] == [0.5, 0.4, 0.3]
+    xy, scores, _ = poses[0]
+    np.testing.assert_allclose(xy[:, 1], 0.5 * 256, rtol=1e-6)
+    np.testing.assert_allclose(xy[:, 0], 0.05 * np.arange(17) * 256, rtol=1e-5)
+    single_xy, _ = decode(spec, outputs)  # a single-pose call: the highest-scoring instance
+    np.testing.assert_allclose(single_xy, xy)

@@ -40,3 +40,34 @@ def test_builds_from_the_genuine_keras_file_and_reports_every_artifact(built):
 def test_verify_reruns_parity_against_the_keras_original(built, shared):
     out, cache, _ = built
     assert main(["verify", str(out / "manifest.json"), "--cache", str(cache), "--offline"]) == 0
+
+
+def test_iii_builds_from_a_handed_over_keras_file_with_its_official_signature(tmp_path, shared):
+    """EfficientPose III's file cannot be had here (tests/efficientpose_official.py writes one with
+    its signature); IV is the same code path at 600x600."""
+    from efficientpose_official import write_efficientpose_h5
+
+    checkpoint = write_efficientpose_h5(shared / "checkpoints/efficientpose/EfficientPoseI.h5",
+                                        tmp_path / "EfficientPoseIII.h5", 480)
+    code = main(["build", "efficientpose-iii", "--checkpoint", str(checkpoint), "--precisions", "fp32,fp16",
+                 "--out", str(tmp_path / "zoo"), "--calibration-images", str(shared / "images"),
+                 "--max-samples", "6", "--offline"])
+    (model,) = read_manifest(tmp_path / "zoo" / "manifest.json")["models"]
+    assert code == 0 and model["rejected"] == [] and model["source"]["user_supplied"] is True
+    assert {(a["format"], a["precision"]) for a in model["artifacts"]} == {
+        (f, p) for f in ("onnx", "tflite") for p in ("fp32", "fp16")}
+    assert [o["shape"] for o in model["outputs"]] == [[1, 60, 60, 28], [1, 60, 60, 16], [1, 60, 60, 16],
+                                                      [1, 480, 480, 16]]
+    for art in model["artifacts"]:
+        assert art["io"]["inputs"][0]["shape"] == [1, 480, 480, 3], art["path"]
+
+
+def test_a_family_build_with_keep_going_skips_the_ids_whose_files_cannot_be_had(tmp_path, capsys):
+    empty = tmp_path / "mirror"
+    empty.mkdir()
+    code = main(["build", "efficientpose-iii", "efficientpose-iv", "--out", str(tmp_path / "zoo"),
+                 "--calibration-images", str(tmp_path), "--mirror", str(empty), "--offline", "--keep-going"])
+    out = capsys.readouterr().out
+    assert code == 0 and not (tmp_path / "zoo" / "manifest.json").exists()
+    assert "NOT PUBLISHED: efficientpose-iii: not built" in out and "--checkpoint" in out
+    assert "NOT PUBLISHED: efficientpose-iv: not built" in out

@@ -117,3 +117,61 @@ def test_a_warm_rebuild_does_nothing_until_an_input_changes(tmp_path, shared, ca
     assert main(common + ["--max-samples", "5"]) == 0  # another option: another build
     summary = json.loads(capsys.readouterr().out)
     assert summary["built"] == ["movenet-lightning"] and summary["steps"]["movenet-lightning"]["vendor"] > 0
+
+
+# From the SavedModel originals: tests/movenet_official.py writes tarballs with exactly the
+# official signatures (random weights; Google's SavedModels cannot be downloaded here).
+
+@pytest.fixture(scope="module")
+def from_saved_models(tmp_path_factory, shared):
+    from movenet_official import write_movenet_saved_model
+
+    work = tmp_path_factory.mktemp("movenet-savedmodel")
+    builds = {"movenet-thunder": (write_movenet_saved_model(work / "movenet_singlepose_thunder_4.tar.gz", size=256),
+                                  "fp32,fp16,int8"),
+              "movenet-multipose-lightning": (write_movenet_saved_model(work / "movenet_multipose_lightning_1.tar.gz",
+                                                                        multipose=True), "fp32,fp16")}
+    codes = {model_id: main(["build", model_id, "--checkpoint", str(tarball), "--precisions", precisions,
+                             "--out", str(work / "zoo"), "--calibration-images", str(shared / "images"),
+                             "--max-samples", "8", "--offline"])
+             for model_id, (tarball, precisions) in builds.items()}
+    return work / "zoo" / "manifest.json", codes
+
+
+def test_savedmodel_originals_give_float_artifacts_that_pass_every_gate(from_saved_models):
+    manifest_path, codes = from_saved_models
+    models = {m["id"]: m for m in read_manifest(manifest_path)["models"]}
+    for model_id, model in models.items():
+        assert model["source"]["user_supplied"] is True
+        published = {(a["format"], a["precision"]) for a in model["artifacts"]}
+        assert {(f, p) for f in ("onnx", "tflite") for p in ("fp32", "fp16")} <= published, model_id
+        for art in model["artifacts"]:
+            assert art["io"]["inputs"][0]["dtype"] == "uint8", art["path"]  # Google's TFLite files take uint8
+            assert art["io"]["inputs"][0]["shape"] == model["input"]["shape"], art["path"]  # NHWC kept
+            assert [o["name"] for o in art["io"]["outputs"]] == [o["name"] for o in model["outputs"]], art["path"]
+    # INT8 of a random-weight model cannot be judged, but its conversion (uint8 pixels into an int32
+    # graph, calibrated on real frames) must run and be gated: published or rejected with its numbers.
+    thunder = models["movenet-thunder"]
+    for fmt in ("onnx", "tflite"):
+        built = [a for a in thunder["artifacts"] if (a["format"], a["precision"]) == (fmt, "int8")]
+        rejected = [r for r in thunder["rejected"] if (r["format"], r["precision"]) == (fmt, "int8")]
+        assert len(built) + len(rejected) == 1, fmt
+    assert codes["movenet-multipose-lightning"] == 0
+    assert models["movenet-multipose-lightning"]["task"] == "keypoints-multi-person"
+    assert models["movenet-multipose-lightning"]["outputs"][0]["shape"] == [1, 6, 56]
+
+
+def test_the_loader_finds_the_multipose_people_in_score_order(from_saved_models, images):
+    from PIL import Image
+
+    from zoo.loader import load
+
+    manifest_path, _ = from_saved_models
+    photo = np.asarray(Image.open(images / "single" / "two_people_walking.bmp").convert("RGB"))
+    for fmt in ("onnx", "tflite"):
+        predictor = load(manifest_path, "movenet-multipose-lightning", fmt, "fp32")
+        poses = predictor.poses(photo)
+        scores = [p.score for p in poses]
+        assert 1 <= len(poses) <= 6 and scores == sorted(scores, reverse=True) and min(scores) >= 0.25
+        assert all(p.keypoints.shape == (17, 2) for p in poses)
+        np.testing.assert_allclose(predictor(photo).keypoints, poses[0].keypoints)

@@ -53,3 +53,17 @@ def test_the_loader_finds_several_people_with_the_manifests_multi_pose_descripti
     poses = predictor.poses(photo)
     assert 1 <= len(poses) <= 10
     assert all(p.keypoints.shape == (17, 2) and 0 <= p.score <= 1 for p in poses)
+
+
+def test_the_075_variant_builds_at_353x257_with_output_stride_16(tmp_path, images):
+    checkpoint = write_posenet_tflite(tmp_path / "posenet_mobilenet_float_075_1_default_1.tflite", multiplier=0.75,
+                                      input_hw=(353, 257), output_stride=16)
+    code = main(["build", "posenet-mobilenet075", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "zoo"),
+                 "--calibration-images", str(images), "--precisions", "fp32,fp16", "--max-samples", "6"])
+    manifest_path = tmp_path / "zoo" / "manifest.json"
+    (model,) = read_manifest(manifest_path)["models"]
+    assert code == 0 and model["rejected"] == [] and len(model["artifacts"]) == 4
+    assert model["decoder"]["stride"] == 16.0 and model["outputs"][0]["shape"] == [1, 23, 17, 17]
+    photo = np.asarray(Image.open(images / "single" / "squat.bmp").convert("RGB"))
+    poses = [load(manifest_path, "posenet-mobilenet075", fmt, "fp32")(photo) for fmt in ("onnx", "tflite")]
+    assert np.abs(poses[0].keypoints - poses[1].keypoints).max() < 0.01 * max(photo.shape)

@@ -30,7 +30,10 @@ def test_invalid_recipe_names_file_and_field(tmp_path):
 def test_efficientpose_variants_override_the_family_input():
     by_id = {v.id: v for v in recipes.select(["efficientpose"])}
     assert set(by_id) == {"efficientpose-rt", "efficientpose-rt-lite", "efficientpose-i", "efficientpose-i-lite",
-                          "efficientpose-ii", "efficientpose-ii-lite"}
+                          "efficientpose-ii", "efficientpose-ii-lite", "efficientpose-iii", "efficientpose-iv"}
+    iv = by_id["efficientpose-iv"].recipe
+    assert iv["input"]["shape"] == [1, 600, 600, 3] and iv["input"]["name"] == "input_res1"
+    assert [o["shape"][1] for o in iv["outputs"]] == [75, 75, 75, 600] and not by_id["efficientpose-iv"].file.sha256
     lite, full, ii = by_id["efficientpose-i-lite"].recipe, by_id["efficientpose-i"].recipe, by_id["efficientpose-ii"].recipe
     assert lite["input"]["shape"] == full["input"]["shape"] == [1, 256, 256, 3]
     assert lite["input"]["normalization"]["mean"] == [127.5] * 3 and full["input"]["normalization"]["mean"][0] == 123.675
@@ -38,3 +41,14 @@ def test_efficientpose_variants_override_the_family_input():
     assert [o["name"] for o in lite["outputs"]] == ["upscaled_confs"] and len(full["outputs"]) == 4
     assert ii["original_format"] == "tflite" and ii["decoder"]["output"] == "upscaled_confs/BiasAdd"
     assert ii["decoder"]["type"] == "heatmap" and full["original_format"] == "keras"
+
+
+def test_the_movenet_multipose_variant_overrides_task_calibration_and_decoder():
+    by_id = {v.id: v for v in recipes.select(["movenet"])}
+    assert set(by_id) == {"movenet-lightning", "movenet-thunder", "movenet-multipose-lightning"}
+    multi, thunder = by_id["movenet-multipose-lightning"].recipe, by_id["movenet-thunder"].recipe
+    assert multi["task"] == "keypoints-multi-person" and thunder["task"] == "keypoints-single-person"
+    assert multi["calibration_crop"]["kind"] == "whole_image" and thunder["calibration_crop"]["kind"] == "box"
+    assert multi["decoder"]["multi_pose"]["instances"] == 6 and multi["decoder"]["x_index"] == 1
+    assert thunder["input"]["shape"] == [1, 256, 256, 3] and thunder["decoder"]["coordinate_scale"] == 256.0
+    assert thunder["original_format"] == "saved_model" and not by_id["movenet-thunder"].vendor_files

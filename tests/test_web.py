@@ -115,3 +115,17 @@ def test_multi_pose_decoding_in_the_page_matches_python(empty_page):
         np.testing.assert_allclose(pose["xy"], xy, atol=1e-4)
         np.testing.assert_allclose(pose["scores"], scores, atol=1e-6)
         assert pose["score"] == pytest.approx(score, abs=1e-6)
+
+
+def test_multipose_regression_in_the_page_matches_python(empty_page):
+    from test_decoders import _multipose_instances
+
+    from zoo.decoders import decode, decode_multi_pose
+
+    spec, outputs = _multipose_instances()
+    js_outputs = {k: {"data": v.ravel().tolist(), "shape": list(v.shape)} for k, v in outputs.items()}
+    got, expected = empty_page.call("decodeMultiPose", spec, js_outputs), decode_multi_pose(spec, outputs)
+    assert [p["score"] for p in got] == pytest.approx([score for _, _, score in expected])
+    for pose, (xy, scores, _) in zip(got, expected):
+        np.testing.assert_allclose(pose["xy"], xy, atol=1e-4)
+    np.testing.assert_allclose(empty_page.call("decode", spec, js_outputs)["xy"], decode(spec, outputs)[0], atol=1e-4)

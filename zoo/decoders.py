@@ -15,10 +15,15 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 def decode_regression(spec: dict, outputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Keypoints regressed directly as a flat vector of `values_per_keypoint` numbers each.
 
+    With `multi_pose` (MoveNet MultiPose: `instances` rows of `values_per_instance` numbers, the
+    keypoints first, the instance's score at `instance_score_index`), the highest-scoring instance.
     Returns (K x 2 keypoints in input pixels, K scores).
     """
     flat = np.asarray(outputs[spec["output"]], dtype=np.float32).reshape(-1)
-    rows = flat.reshape(-1, spec["values_per_keypoint"])[: spec["num_keypoints"]]
+    if "multi_pose" in spec:
+        instances = _instances(spec, flat)
+        flat = instances[int(np.argmax(instances[:, spec["multi_pose"]["instance_score_index"]]))]
+    rows = flat[: spec["num_keypoints"] * spec["values_per_keypoint"]].reshape(-1, spec["values_per_keypoint"])
     xy = rows[:, [spec["x_index"], spec["y_index"]]] * spec.get("coordinate_scale", 1.0)
     if "score_index" in spec:
         scores = rows[:, spec["score_index"]]
@@ -27,6 +32,11 @@ def decode_regression(spec: dict, outputs: dict[str, np.ndarray]) -> tuple[np.nd
     else:
         scores = np.ones(len(rows), np.float32)
     return xy, scores
+
+
+def _instances(spec: dict, flat: np.ndarray) -> np.ndarray:
+    multi = spec["multi_pose"]
+    return flat.reshape(multi["instances"], multi["values_per_instance"])
 
 
 def _hwc(spec: dict, x) -> np.ndarray:
@@ -80,6 +90,29 @@ def decode(spec: dict, outputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.n
 
 
 def decode_multi_pose(spec: dict, outputs: dict[str, np.ndarray]) -> list[tuple[np.ndarray, np.ndarray, float]]:
+    """Every person `spec["multi_pose"]` describes: a regression decoder's instances (MoveNet
+    MultiPose) or a heatmap decoder's PersonLab decoding (PoseNet)."""
+    if spec["type"] == "regression":
+        return _regressed_poses(spec, outputs)
+    return _personlab_poses(spec, outputs)
+
+
+def _regressed_poses(spec: dict, outputs: dict[str, np.ndarray]) -> list[tuple[np.ndarray, np.ndarray, float]]:
+    """The instances scoring at least `score_threshold`, strongest first."""
+    multi = spec["multi_pose"]
+    instances = _instances(spec, np.asarray(outputs[spec["output"]], dtype=np.float32).reshape(-1))
+    scores = instances[:, multi["instance_score_index"]]
+    poses = []
+    for i in np.argsort(-scores, kind="stable"):
+        if scores[i] < multi.get("score_threshold", 0.0):
+            break
+        xy, kp_scores = decode_regression({k: v for k, v in spec.items() if k != "multi_pose"},
+                                          {spec["output"]: instances[i]})
+        poses.append((xy, kp_scores, float(scores[i])))
+    return poses
+
+
+def _personlab_poses(spec: dict, outputs: dict[str, np.ndarray]) -> list[tuple[np.ndarray, np.ndarray, float]]:
     """PoseNet's multi-person decoding (PersonLab), described by `spec["multi_pose"]`.
 
     Every keypoint cell whose score (sigmoid of the heatmap) is at least `score_threshold` and the

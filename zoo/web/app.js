@@ -1,7 +1,9 @@
 // The page: choose a model, an artifact and a photo; run it; draw the keypoints.
-import { cropMatrix, decodeMultiPose, draw, imageData, load, loadManifest, warp } from "./posezoo.js";
+import { cropMatrix, decode, decodeMultiPose, draw, imageData, load, loadManifest, warp } from "./posezoo.js";
 
 const $ = (id) => document.getElementById(id);
+const tensors = (outputs) => Object.fromEntries(
+  Object.entries(outputs).map(([k, v]) => [k, { data: Float32Array.from(v.data), shape: v.shape }]));
 const base = new URL("/zoo/", location.href);
 const predictors = new Map();
 let manifest, samples, own = null;
@@ -71,9 +73,9 @@ async function main() {
   // For scripts and tests (scripts/browser.py): plain data only.
   window.posezoo = {
     manifest, samples, cropMatrix,
-    // outputs as {name: {data: [...], shape}}: the decoder on given tensors
-    decodeMultiPose: (spec, outputs) => decodeMultiPose(spec, Object.fromEntries(
-      Object.entries(outputs).map(([k, v]) => [k, { data: Float32Array.from(v.data), shape: v.shape }]))),
+    // outputs as {name: {data: [...], shape}}: the decoders on given tensors
+    decode: (spec, outputs) => decode(spec, tensors(outputs)),
+    decodeMultiPose: (spec, outputs) => decodeMultiPose(spec, tensors(outputs)),
     warp: (rgba, iw, ih, m, width, height) => Array.from(warp(Uint8ClampedArray.from(rgba), iw, ih, m, width, height)),
     async predict(modelId, artifactPath, sampleIndex, personIndex, crop = null) {
       const { pose } = await runArtifact(modelId, artifactPath, sampleIndex, personIndex, { crop });

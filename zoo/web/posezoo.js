@@ -157,9 +157,19 @@ export function modelOutputs(raw, ioOutputs, outputs, transposed) {
 
 const sigmoid = (x) => 1 / (1 + Math.exp(-Math.min(Math.max(x, -80), 80)));
 
+// MoveNet MultiPose: `instances` rows of `values_per_instance` numbers (keypoints first).
+function instanceRows(spec, flat) {
+  const { instances, values_per_instance: width } = spec.multi_pose;
+  return Array.from({ length: instances }, (_, i) => flat.slice(i * width, (i + 1) * width));
+}
+
 export function decode(spec, outputs) {
   if (spec.type === "regression") {
-    const flat = outputs[spec.output].data;
+    let flat = outputs[spec.output].data;
+    if (spec.multi_pose) {  // the highest-scoring instance, as zoo/decoders.py
+      const at = spec.multi_pose.instance_score_index;
+      flat = instanceRows(spec, flat).reduce((best, row) => (row[at] > best[at] ? row : best));
+    }
     const xy = [], scores = [];
     const scale = spec.coordinate_scale ?? 1;
     for (let k = 0; k < spec.num_keypoints; k++) {
@@ -203,9 +213,24 @@ export function decode(spec, outputs) {
   throw new Error(`unknown decoder type ${spec.type}`);
 }
 
-// PoseNet's multi-person decoding, as zoo/decoders.py decode_multi_pose (see there): returns
-// [{xy, scores, score}] in input pixels, in the order found (strongest root first).
+// Every person the decoder's multi_pose describes, as zoo/decoders.py decode_multi_pose:
+// [{xy, scores, score}] in input pixels, strongest first.
 export function decodeMultiPose(spec, outputs) {
+  return spec.type === "regression" ? regressedPoses(spec, outputs) : personlabPoses(spec, outputs);
+}
+
+function regressedPoses(spec, outputs) {
+  const multi = spec.multi_pose, at = multi.instance_score_index;
+  const { multi_pose: _, ...single } = spec;
+  return instanceRows(spec, outputs[spec.output].data)
+    .map((row) => ({ row, score: row[at] }))
+    .filter(({ score }) => score >= (multi.score_threshold ?? 0))
+    .sort((a, b) => b.score - a.score)
+    .map(({ row, score }) => ({ ...decode(single, { [spec.output]: { data: row } }), score }));
+}
+
+// PoseNet's multi-person decoding (PersonLab), in the order found (strongest root first).
+function personlabPoses(spec, outputs) {
   const multi = spec.multi_pose;
   const grid = (name) => {
     const { data, shape } = outputs[name];
