@@ -25,7 +25,7 @@ from .onnx_to_tflite import onnx2tf_sample, onnx_to_tflite
 from .originals import TFLiteOriginal, open_original
 from .runtimes import fit_layout, open_runner, runtime_versions
 from .simplify import simplify
-from .sources import ResolvedFile, Resolver, user_checkpoint
+from .sources import ResolvedFile, Resolver, SourceError, user_checkpoint
 from .tflite_int8 import float_op_order, saved_model_to_int8
 
 FORMATS = ("onnx", "tflite")
@@ -82,18 +82,29 @@ def _source_entry(spec, original: ResolvedFile) -> dict:
 def resolve_inputs(variant, resolver: Resolver, checkpoint: Path | None,
                    precisions: tuple[str, ...]) -> tuple[ResolvedFile | None, dict]:
     """The files a build of `precisions` needs: the publisher's own files for the precisions they
-    cover (unless the user hands over a checkpoint), and the original for the rest."""
-    vendor = {} if checkpoint else {
-        key: resolver.resolve(spec, f"{variant.id} (the publisher's {key[0]} {key[1]} file {spec.name})")
-        for key, spec in variant.vendor_files.items() if key[1] in precisions}
-    own = [p for p in precisions if p not in {precision for _, precision in vendor}]
+    cover, and the original for the rest. With a checkpoint we convert every precision ourselves,
+    and the publisher's files that can be had are measured beside ours (build_variant)."""
+    vendor = {}
+    for key, spec in variant.vendor_files.items():
+        if key[1] in precisions:
+            what = f"{variant.id} (the publisher's {key[0]} {key[1]} file {spec.name})"
+            try:
+                vendor[key] = resolver.resolve(spec, what)
+            except SourceError:
+                if not checkpoint:
+                    raise
+    own = [p for p in precisions if checkpoint or p not in {precision for _, precision in vendor}]
     return (resolve_original(variant, resolver, checkpoint) if own else None), vendor
 
 
 def build_variant(variant, original: ResolvedFile | None, opts: BuildOptions, vendor: dict | None = None) -> VariantResult:
     """Build one variant into `opts.out/<id>/`, returning its manifest entry: our conversions of
-    the original, and the publisher's own files (`vendor`) for the precisions they cover."""
+    the original, and the publisher's own files (`vendor`) for the precisions they cover. When the
+    user hands over the original (`opts.checkpoint`), every precision is ours and the publisher's
+    files are measured against the same original, side by side (log and `build.publisher_files`)."""
     vendor = vendor or {}
+    if opts.checkpoint:
+        return _build_converted(variant, original, opts, compare_with=vendor)
     own = tuple(p for p in opts.precisions if p not in {precision for _, precision in vendor})
     if original is not None and own:
         result = _build_converted(variant, original, replace(opts, precisions=own))
@@ -155,8 +166,11 @@ def _publish_vendor_int8(variant, file: ResolvedFile, opts: BuildOptions, model:
     return [f"{variant.id} onnx/int8 (from the vendor's TFLite): " + "; ".join(report.failures)]
 
 
-def _build_converted(variant, original: ResolvedFile, opts: BuildOptions) -> VariantResult:
-    """Convert the original into ONNX/TFLite FP32/FP16/INT8 in `opts.out/<id>/`."""
+def _build_converted(variant, original: ResolvedFile, opts: BuildOptions,
+                     compare_with: dict | None = None) -> VariantResult:
+    """Convert the original into ONNX/TFLite FP32/FP16/INT8 in `opts.out/<id>/`; `compare_with`:
+    the publisher's own files of those precisions, gated against the same original for the record
+    (not published)."""
     start = time.time()
     steps: dict[str, float] = {}
     log = opts.log
@@ -241,7 +255,7 @@ def _build_converted(variant, original: ResolvedFile, opts: BuildOptions) -> Var
                                                                                  PRECISIONS.index(kv[0][1]))):
             embed(path, essentials(model, precision))
             try:
-                report = bench.check(path, variant.thresholds[precision])
+                report = bench.check(path, variant.thresholds[precision], noise_floor=noise)
             except RuntimeError as e:
                 reason = f"the runtime cannot run it: {_first_line(e)}"
                 log(f"[{variant.id}] {fmt}/{precision}: FAIL, {reason}")
@@ -267,13 +281,31 @@ def _build_converted(variant, original: ResolvedFile, opts: BuildOptions) -> Var
                 failures.append(f"{variant.id} {fmt}/{precision}: no mixed-precision setting reached the gate")
                 model["rejected"].append({"format": fmt, "precision": precision, **info,
                                           "reason": "INT8 search found no setting that passes the parity gate"})
+        publisher_files = [_measure_publisher_file(variant, key, file, bench, model, log)
+                           for key, file in (compare_with or {}).items()]
         _lap(steps, "parity", lap)
     if not opts.formats or "onnx" not in opts.formats or "fp32" not in opts.precisions:
         fp32_onnx.unlink(missing_ok=True)
     model["build"] = {"seconds": round(time.time() - start, 1), "steps": steps, "samples": len(samples),
                       "calibration_images": str(opts.calibration_images),
                       "original_kernel_noise_rel_err": {k: float(f"{v:.3g}") for k, v in noise.items()}}
+    if publisher_files:
+        model["build"]["publisher_files"] = publisher_files
     return VariantResult(model, failures, time.time() - start)
+
+
+def _measure_publisher_file(variant, key: tuple[str, str], file: ResolvedFile, bench: "ParityBench", model: dict,
+                            log) -> dict:
+    """The publisher's own file of a precision we also built, gated against the same original on
+    its default kernels, logged beside ours."""
+    fmt, precision = key
+    report = bench.check(file.path, variant.thresholds[precision], reference_kernels=False)
+    ours = next((a for a in model["artifacts"] if (a["format"], a["precision"]) == key), None)
+    log(f"[{variant.id}] the publisher's {fmt}/{precision} {file.path.name} ({file.bytes / 1e6:.2f} MB) vs the "
+        f"original: {_verdict(report)}; ours: "
+        + (f"{ours['bytes'] / 1e6:.2f} MB, pck@0.05 {ours['parity']['pck@0.05']:.3f}" if ours else "not published"))
+    return {"format": fmt, "precision": precision, "file": file.path.name, "sha256": file.sha256,
+            "bytes": file.bytes, "parity": _rounded(report.to_dict())}
 
 
 @dataclass
@@ -301,9 +333,9 @@ class ParityBench:
 
     def kernel_noise(self, original) -> dict[str, float]:
         """Per output, how far a TFLite original's default kernels (XNNPACK) are from its reference
-        kernels (max error / output range): the original's own float noise floor, printed next to
-        any FP32 tensor failure so a reader can judge it. Informational: gates do not use it.
-        Empty for originals with a single kernel set (Keras)."""
+        kernels (max error / output range): the original's own float noise floor, below which a
+        `rel_err_max` gate does not demand (parity.apply_gate). Empty for originals with a single
+        kernel set (Keras, PyTorch, SavedModel)."""
         runner = original.fast_runner()
         if runner is None:
             return {}
@@ -312,7 +344,8 @@ class ParityBench:
                                                   np.stack([f[name] for f in fast]))["rel_err"])
                 for name in self.reference[0]}
 
-    def check(self, path: Path, thresholds: dict[str, float], reference_kernels: bool = True) -> parity.ParityReport:
+    def check(self, path: Path, thresholds: dict[str, float], reference_kernels: bool = True,
+              noise_floor: dict[str, float] | None = None) -> parity.ParityReport:
         """Run the artifact at `path` on the same inputs and gate it against the original.
 
         `reference_kernels=False` runs TFLite on its fast kernels: for the INT8 search's trials,
@@ -325,7 +358,7 @@ class ParityBench:
         outputs = [runner(f) for f in _bar(self.feeds, f"parity {Path(path).name}", self.progress)]
         report = parity.compare(self.reference, outputs, lambda o: decode(self.decoder, o), self.keypoint_scale,
                                 self.decoder.get("min_score"), self.decoder)
-        return parity.apply_gate(report, thresholds)
+        return parity.apply_gate(report, thresholds, noise_floor)
 
 
 def _bar(items, desc: str, enabled: bool):

@@ -11,7 +11,8 @@ path. Metrics:
   0.6 x the head box diagonal where the file has `headbox`, else the head_top-upper_neck distance.
 
 Single-person models with a `calibration_crop` are fed one crop per annotated person, as the build's
-parity does. Coordinates: the loader's are continuous (pixel centres at +0.5); COCO annotations
+parity does; multi-person models see each photo once and each annotated person is matched to the
+nearest detected pose. Coordinates: the loader's are continuous (pixel centres at +0.5); COCO annotations
 are pixel indices (centre at 0), mmpose's MPII file is 1-based (MATLAB); predictions are shifted
 into the annotation's convention before scoring.
 
@@ -186,6 +187,43 @@ def original_artifact(model: dict) -> dict:
                    "outputs": [{"name": o["name"], "dtype": "float32", "quantization": None} for o in model["outputs"]]}}
 
 
+def _match_people(predictor, ann: Annotations, index: list[int], progress) -> dict[int, tuple]:
+    """A multi-person model sees each whole photo once; each annotated person gets the detected
+    pose nearest to its visible keypoints (mean distance over the box diagonal), greedily, each
+    pose at most once. Detections matching nobody are not scored (no false positives count)."""
+    from PIL import Image
+
+    from zoo.loader import crop_side
+
+    by_image: dict[Path, list] = {}
+    for person in ann.people:
+        by_image.setdefault(person.image, []).append(person)
+    out = {}
+    for image, people in by_image.items():
+        rgb = np.asarray(Image.open(image).convert("RGB"))
+        poses = predictor.poses(rgb)
+        costs = []
+        for i, person in enumerate(people):
+            visible = person.keypoints[:, 2] > 0
+            if not visible.any():
+                continue
+            truth, diagonal = person.keypoints[visible, :2], float(np.hypot(person.box[2], person.box[3])) or 1.0
+            for j, pose in enumerate(poses):
+                xy = pose.keypoints[index][visible]
+                costs.append((float(np.linalg.norm(xy - truth, axis=1).mean()) / diagonal, i, j))
+        taken_people, taken_poses = set(), set()
+        for _, i, j in sorted(costs):
+            if i in taken_people or j in taken_poses:
+                continue
+            taken_people.add(i)
+            taken_poses.add(j)
+            pose = poses[j]
+            size = crop_side(pose.matrix, predictor.width, predictor.height)
+            out[people[i].key] = (pose.keypoints[index] + ann.to_annotation, pose.scores[index], size)
+        progress.update(len(people))
+    return out
+
+
 def predict_all(predictor, ann: Annotations, names: list[str], progress) -> dict[int, tuple]:
     """{person key: (keypoints in the annotation's order and convention, scores, crop size)} for
     every person the model's crop rule can be cut for; the crop size (the model input's longer
@@ -195,6 +233,8 @@ def predict_all(predictor, ann: Annotations, names: list[str], progress) -> dict
     from zoo.loader import LoaderError, crop_side
 
     index = [names.index(n) for n in ann.names]
+    if predictor.model["task"] == "keypoints-multi-person":
+        return _match_people(predictor, ann, index, progress)
     out, image_path, rgb = {}, None, None
     for person in ann.people:
         if person.image != image_path:

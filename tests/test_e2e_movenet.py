@@ -175,3 +175,19 @@ def test_the_loader_finds_the_multipose_people_in_score_order(from_saved_models,
         assert 1 <= len(poses) <= 6 and scores == sorted(scores, reverse=True) and min(scores) >= 0.25
         assert all(p.keypoints.shape == (17, 2) for p in poses)
         np.testing.assert_allclose(predictor(photo).keypoints, poses[0].keypoints)
+
+
+def test_with_the_savedmodel_handed_over_googles_int8_file_is_measured_beside_ours(tmp_path, shared, capsys):
+    """Lightning with its SavedModel (random weights here) and Google's INT8 file in the mirror:
+    every precision is ours; Google's file is gated against the same original for the record."""
+    from movenet_official import write_movenet_saved_model
+
+    tarball = write_movenet_saved_model(tmp_path / "movenet_singlepose_lightning_4.tar.gz", size=192)
+    main(["build", "movenet-lightning", "--checkpoint", str(tarball), "--precisions", "int8", "--out",
+          str(tmp_path / "zoo"), "--calibration-images", str(shared / "images"), "--mirror",
+          str(shared / "checkpoints"), "--max-samples", "8", "--offline", "--keep-going"])
+    (model,) = read_manifest(tmp_path / "zoo" / "manifest.json")["models"]
+    assert all(a["origin"] == "converted" for a in model["artifacts"])
+    (google,) = model["build"]["publisher_files"]
+    assert google["sha256"] == VENDOR_SHA256 and google["bytes"] == 2894840 and "pck@0.05" in google["parity"]
+    assert f"the publisher's tflite/int8 {VENDOR_NAME} (2.89 MB) vs the original" in capsys.readouterr().out

@@ -140,3 +140,30 @@ def test_report_rows_list_the_original_every_artifact_and_the_rejected_ones():
     rows = artifact_rows(model, [evaluation])
     assert [(r["format"], r["published"]) for r in rows] == [("original", None), ("onnx", True), ("onnx", False)]
     assert rows[0]["accuracy"]["coco.json"][1]["AP"] == 0.5 and rows[1]["accuracy"]["coco.json"][1]["drop"] == 0.1
+
+
+def test_a_multi_person_model_is_matched_to_each_annotated_person(images, monkeypatch):
+    """The photo's people come back in another order, with one extra detection: each annotated
+    person gets its own pose back, so AP is 1."""
+    from types import SimpleNamespace
+
+    import PIL.Image
+
+    from scripts.evaluate import predict_all
+    from zoo.loader import Pose
+
+    ann = read_annotations(images / "coco" / "test_coco.json", images / "coco")
+    names = [f"kp{k}" for k in range(3)] + list(ann.names)  # the model's own order differs
+    opened = []
+    open_image = PIL.Image.open
+    monkeypatch.setattr(PIL.Image, "open", lambda path, *a, **k: opened.append(path) or open_image(path, *a, **k))
+
+    def poses(rgb):
+        people = [p for p in ann.people if p.image == opened[-1]]
+        found = [np.r_[np.zeros((3, 2)), p.keypoints[:, :2]] for p in reversed(people)] + [np.zeros((20, 2))]
+        return [Pose(xy, np.ones(20), names, {}, np.eye(2, 3), 0.9) for xy in found]
+
+    predictor = SimpleNamespace(model={"task": "keypoints-multi-person"}, width=256, height=256, poses=poses)
+    predictions = predict_all(predictor, ann, names, SimpleNamespace(update=lambda n: None))
+    assert set(predictions) == {p.key for p in ann.people if (p.keypoints[:, 2] > 0).any()}
+    assert coco_ap(ann, predictions)["AP"] == pytest.approx(1.0)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from converters.parity import align, apply_gate, compare, tensor_metrics
+from converters.parity import ParityReport, align, apply_gate, compare, tensor_metrics
 
 DEC = {"type": "regression", "output": "kp", "num_keypoints": 2, "values_per_keypoint": 2, "x_index": 0, "y_index": 1}
 
@@ -115,3 +115,15 @@ def test_the_same_peak_cell_is_no_tie_and_its_offset_error_is_judged():
     out["offsets"][0, 1, 2, 0] = 3.0
     report = compare([ref], [out], lambda o: decode(spec, o), 100.0, decoder=spec)
     assert report.ties == 0.0 and report.worst_keypoint_err == pytest.approx(0.03)
+
+
+def test_rel_err_is_judged_against_the_originals_own_kernel_noise_per_output():
+    """An output the original's own default kernels already move by 5e-4 passes a 1e-4 bound at
+    3e-4; an output they do not move still fails at 3e-4."""
+    report = ParityReport(4, {"mask": {"rel_err": 3e-4, "cos": 1.0, "snr_db": 90.0},
+                              "landmarks": {"rel_err": 5e-5, "cos": 1.0, "snr_db": 90.0}}, {"0.01": 1.0}, 0.0)
+    assert apply_gate(report, {"rel_err_max": 1e-4}, {"mask": 5e-4, "landmarks": 1e-6}).passed
+    assert report.to_dict()["original_kernel_noise"] == {"mask": 5e-4, "landmarks": 1e-6}
+    failed = apply_gate(report, {"rel_err_max": 1e-4}, {"mask": 2e-4})
+    assert not failed.passed and "on mask" in failed.failures[0] and "0.0002" in failed.failures[0]
+    assert not apply_gate(report, {"rel_err_max": 1e-4}).passed  # no floor: the bound alone
