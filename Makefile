@@ -26,7 +26,8 @@ install: $(STAMP) $(WEB_STAMP)
 # authors' Keras files) and II/II-Lite (their TFLite) from the mirror folder MIRROR (default: the
 # shared checkpoints; files are matched by sha256 or name). --keep-going: an artifact that fails
 # its parity gate is not published and is listed (NOT PUBLISHED lines and `rejected` in the
-# manifest), and the published ones are verified.
+# manifest), and the published ones are verified. EfficientPose III/IV, whose files cannot be had
+# here, are listed as NOT PUBLISHED (not built); build them with `posezoo build ID --checkpoint FILE`.
 MIRROR ?= $(SHARED)/checkpoints
 FAMILIES ?= blazepose efficientpose
 
