@@ -19,6 +19,7 @@ import numpy as np
 from . import calibration, parity
 from .complexity import complexity, int8_weight_share
 from .int8_search import search_float_prefix
+from .metadata import embed, essentials
 from .onnx_fp16 import onnx_to_fp16
 from .onnx_int8 import all_node_names, onnx_to_int8, output_head_nodes
 from .onnx_to_tflite import onnx2tf_sample, onnx_to_tflite
@@ -124,8 +125,6 @@ def build_variant(variant, original: ResolvedFile | None, opts: BuildOptions, ve
 def _publish_vendor_int8(variant, file: ResolvedFile, opts: BuildOptions, model: dict) -> list[str]:
     """The publisher's full-integer TFLite, unchanged (origin: vendor), and our ONNX INT8 of it,
     gated against it on its default kernels, whose integer rounding the conversion reproduces."""
-    from zoo.metadata import embed, essentials
-
     from .fileio import atomic_copy
     from .tflite_int8_to_onnx import quantized_tflite_to_onnx
 
@@ -249,8 +248,6 @@ def _build_converted(variant, original: ResolvedFile, opts: BuildOptions,
 
         lap = _lap(steps, "quantize", lap)
         failures = []
-        from zoo.metadata import embed, essentials
-
         for (fmt, precision), path in sorted(candidates.items(), key=lambda kv: (FORMATS.index(kv[0][0]),
                                                                                  PRECISIONS.index(kv[0][1]))):
             embed(path, essentials(model, precision))

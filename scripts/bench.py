@@ -572,7 +572,8 @@ def make_rows(measurements: list[Measurement]) -> list[dict]:
 def web_latencies(manifest_path: Path, manifest: dict, ids, runs: int, images: Path | None) -> dict[str, float]:
     """{artifact path: median ms in the page, 1 thread wasm} for the manifest's artifacts."""
     from scripts.browser import BrowserError, Page
-    from scripts.serve import ServeError, build_images
+    from scripts.serve import build_images
+    from scripts.webserver import ServeError
 
     medians = {}
     try:

@@ -41,7 +41,7 @@ class Page:
         from selenium.webdriver.chrome.options import Options
         from selenium.webdriver.chrome.service import Service
 
-        from scripts.serve import make_server
+        from scripts.webserver import make_server
 
         if (why := available()) is not None:
             raise BrowserError(why)

@@ -154,7 +154,7 @@ def _run_jobs(inputs, opts, jobs: int):
 
 
 def cmd_verify(args) -> int:
-    from converters.verify import verify_manifest
+    from scripts.verify import verify_manifest
 
     report = verify_manifest(Path(args.manifest), Path(args.calibration_images) if args.calibration_images else None,
                              _resolver(args), log=(lambda m: print(m, file=sys.stderr)) if args.json else print)
@@ -281,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     from converters.sources import SourceError
     from recipes import RecipeError
     from scripts.browser import BrowserError
-    from scripts.serve import ServeError
+    from scripts.webserver import ServeError
     from zoo.loader import LoaderError
     from zoo.manifest import ManifestError
 

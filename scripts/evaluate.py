@@ -275,7 +275,7 @@ def evaluate(manifest_path: Path, ann: Annotations, resolver=None, ids=None, wit
         crop = parity_crop(model)
         runs = []
         if with_original and not any(a["origin"] == "vendor" for a in model["artifacts"]):
-            from converters.verify import open_reference
+            from scripts.verify import open_reference
 
             reference, _ = open_reference(model, resolver)
             runs.append((original_artifact(model), Predictor(model, original_artifact(model),

@@ -14,7 +14,8 @@ from converters.simplify import simplify
 from converters.tflite_int8 import float_op_order, saved_model_to_int8
 from converters.tflite_to_onnx import tflite_to_onnx
 from zoo.decoders import decode
-from zoo.metadata import embed, read_embedded
+from converters.metadata import embed
+from zoo.metadata import read_embedded
 
 pytestmark = pytest.mark.slow
 

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from scripts import browser
-from scripts.serve import WEB
+from scripts.webserver import WEB
 from zoo.loader import crop_matrix, warp
 
 MISSING = browser.available() or (None if (WEB / "node_modules" / "onnxruntime-web").is_dir()

@@ -1,12 +1,13 @@
-"""Re-check a built manifest: every artifact's hash and size, then its parity against the original."""
+"""`posezoo verify`: re-check a built manifest, every artifact's hash and size, then its parity
+against the original (found by its recorded sha256 and run through its family's recipe)."""
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Callable
 
-from .originals import TFLiteOriginal, open_original
-from .pipeline import ParityBench
-from .sources import FileSpec, Resolver, sha256_of
+from converters.originals import TFLiteOriginal, open_original
+from converters.pipeline import ParityBench
+from converters.sources import FileSpec, Resolver, sha256_of
 
 
 def open_reference(model: dict, resolver: Resolver):
