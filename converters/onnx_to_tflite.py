@@ -1,7 +1,7 @@
 """ONNX -> TFLite FP32 and FP16 (plus the intermediate SavedModel) with onnx2tf, offline.
 
-onnx2tf runs in a subprocess (converters/onnx2tf_main.py, its command line with a fix): it rewrites its input in place, sets TF_USE_LEGACY_KERAS for the
-whole process and, when every input is an RGB image, loads a calibration sample
+onnx2tf runs in a subprocess (converters/onnx2tf_main.py, its command line with a fix): it
+rewrites its input in place, sets TF_USE_LEGACY_KERAS for the whole process and, when every input is an RGB image, loads a calibration sample
 (`calibration_image_sample_data_20x128x128x3_float32.npy`) from its working directory or else
 downloads it. We run it in a scratch directory holding that file made from our real images, on
 a copy of the model whose tensor names are sanitized (TFLite-derived names contain `;` and `/`,
@@ -96,7 +96,8 @@ def onnx_to_tflite(onnx_path: Path, out_dir: Path, stem: str, sample: np.ndarray
         np.save(scratch / ONNX2TF_SAMPLE, sample.astype(np.float32))
         import onnx
 
-        cmd = [sys.executable, "-m", "converters.onnx2tf_main", "-i", str(model), "-o", str(scratch / "saved_model"), "-coion", "-v", "error"]
+        cmd = [sys.executable, "-m", "converters.onnx2tf_main", "-i", str(model), "-o", str(scratch / "saved_model"),
+               "-coion", "-v", "error"]
         if keep_nhwc_inputs:
             cmd += ["-kat", *inputs]
         env = {**os.environ, "CUDA_VISIBLE_DEVICES": "-1", "TF_CPP_MIN_LOG_LEVEL": "3",

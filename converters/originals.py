@@ -88,9 +88,9 @@ class SavedModelOriginal:
         return {name: np.asarray(y, np.float32) for name, y in outputs.items()}
 
     def to_onnx(self, onnx_path: Path) -> Path:
-        from .saved_model import saved_model_to_onnx
+        from .keras_to_onnx import function_to_onnx
 
-        return saved_model_to_onnx(self.forward, onnx_path)
+        return function_to_onnx(self.forward, self.forward.input_signature, onnx_path)
 
     def fast_runner(self):
         return None

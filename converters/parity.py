@@ -100,12 +100,12 @@ def keypoint_errors(ref_kp: np.ndarray, out_kp: np.ndarray, size: float) -> np.n
 def heatmap_ties(decoder: dict, reference: dict[str, np.ndarray], candidate: dict[str, np.ndarray]) -> np.ndarray:
     """Per keypoint of a heatmap decoder: is the artifact's peak a different cell that, in the
     original's own heatmap, ties with the original's peak? (The same cell is no tie: its position,
-    refined by offsets where the decoder has them, is judged as it is.) Tied means within the smaller of twice the artifact's
-    largest error on that heatmap and 0.1 % of the heatmap's range (or of its value, for a
-    constant map): a difference no precision we publish resolves, so either cell is the
-    original's answer. Only flat maps have such ties (a
-    random-weight model's, an empty one's); a trained model's peak stands far above its
-    neighbours, so its keypoints are judged by position alone."""
+    refined by offsets where the decoder has them, is judged as it is.) Tied means within the
+    smaller of twice the artifact's largest error on that heatmap and 0.1 % of the heatmap's range
+    (or of its value, for a constant map): a difference no precision we publish resolves, so
+    either cell is the original's answer. Only flat maps have such ties (a random-weight model's,
+    an empty one's); a trained model's peak stands far above its neighbours, so its keypoints are
+    judged by position alone."""
     if decoder.get("type") != "heatmap":
         return np.zeros(0, bool)
     ref, out = (np.asarray(o[decoder["output"]], np.float64)[0] for o in (reference, candidate))

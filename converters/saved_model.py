@@ -1,5 +1,5 @@
-"""A TensorFlow SavedModel original (TF Hub / Kaggle tarball): unpacked safely, checked, run
-through its serving signature, and converted to ONNX with tf2onnx.
+"""A TensorFlow SavedModel original (TF Hub / Kaggle tarball): unpacked safely, checked, and run
+through its serving signature (converters/keras_to_onnx.py turns that function into ONNX).
 
 A SavedModel holds no Python code, but its graph could still call ops that touch files or call
 back into Python. Before loading we read the graph and refuse any such op in the functions a
@@ -9,13 +9,9 @@ no `..`, no links out of the folder, no device files.
 """
 from __future__ import annotations
 
-import logging
 import re
 import tarfile
 from pathlib import Path
-
-from .fileio import atomic_path
-from .tflite_to_onnx import OPSET, canonicalize
 
 SIDE_EFFECT_OPS = re.compile(r"File|Py|Save|Restore|Checkpoint|Summary|Dataset|Iterator|Reader|Writer|Debug|"
                              r"ImmutableConst|Print|Shell|Exec")
@@ -94,17 +90,3 @@ def serving_function(serving, input_spec: dict, output_names: list[str]):
         return {name: outputs[k] for name, k in zip(output_names, keys)}
 
     return forward
-
-
-def saved_model_to_onnx(forward, onnx_path: Path, opset: int = OPSET) -> Path:
-    """`forward` (serving_function) -> ONNX, variables frozen into constants; deterministic bytes."""
-    import onnx
-    from tf2onnx import convert, utils
-
-    logging.getLogger("tf2onnx").setLevel(logging.ERROR)
-    utils.INTERNAL_NAME = 1
-    model, _ = convert.from_function(forward, input_signature=forward.input_signature, opset=opset)
-    canonicalize(model)
-    with atomic_path(onnx_path) as tmp:
-        onnx.save(model, tmp)
-    return onnx_path
