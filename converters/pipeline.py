@@ -98,23 +98,28 @@ def resolve_inputs(variant, resolver: Resolver, checkpoint: Path | None,
     return (resolve_original(variant, resolver, checkpoint) if own else None), vendor
 
 
-def build_variant(variant, original: ResolvedFile | None, opts: BuildOptions, vendor: dict | None = None) -> VariantResult:
-    """Build one variant into `opts.out/<id>/`, returning its manifest entry: our conversions of
-    the original, and the publisher's own files (`vendor`) for the precisions they cover. When the
-    user hands over the original (`opts.checkpoint`), every precision is ours and the publisher's
-    files are measured against the same original, side by side (log and `build.publisher_files`)."""
+def build_variant(variant, original: ResolvedFile | None, opts: BuildOptions, into: Path,
+                  vendor: dict | None = None) -> VariantResult:
+    """Build one variant into `into/<id>/` (a staging folder: converters.publish moves the gated
+    artifacts onto their published names), returning its manifest entry, whose artifact paths are
+    relative to `into`: our conversions of the original, and the publisher's own files (`vendor`)
+    for the precisions they cover. When the user hands over the original (`opts.checkpoint`),
+    every precision is ours and the publisher's files are measured against the same original,
+    side by side (log and `build.publisher_files`). Nothing is written outside `into`."""
     vendor = vendor or {}
+    out_dir = Path(into) / variant.id
+    out_dir.mkdir(parents=True, exist_ok=True)
     if opts.checkpoint:
-        return _build_converted(variant, original, opts, compare_with=vendor)
+        return _build_converted(variant, original, opts, out_dir, compare_with=vendor)
     own = tuple(p for p in opts.precisions if p not in {precision for _, precision in vendor})
     if original is not None and own:
-        result = _build_converted(variant, original, replace(opts, precisions=own))
+        result = _build_converted(variant, original, replace(opts, precisions=own), out_dir)
     else:
         key, file = next(iter(vendor.items()))
         result = VariantResult(_model_entry(variant, file, variant.vendor_files[key]))
     for (fmt, precision), file in vendor.items():
         start = time.time()
-        result.failures += _publish_vendor_int8(variant, file, opts, result.model)
+        result.failures += _publish_vendor_int8(variant, file, opts, result.model, out_dir)
         result.seconds += time.time() - start
         steps = result.model["build"].setdefault("steps", {})
         _lap(steps, "vendor", start)  # publish, convert to ONNX and gate the publisher's file
@@ -122,15 +127,13 @@ def build_variant(variant, original: ResolvedFile | None, opts: BuildOptions, ve
     return result
 
 
-def _publish_vendor_int8(variant, file: ResolvedFile, opts: BuildOptions, model: dict) -> list[str]:
+def _publish_vendor_int8(variant, file: ResolvedFile, opts: BuildOptions, model: dict, out_dir: Path) -> list[str]:
     """The publisher's full-integer TFLite, unchanged (origin: vendor), and our ONNX INT8 of it,
     gated against it on its default kernels, whose integer rounding the conversion reproduces."""
     from .fileio import atomic_copy
     from .tflite_int8_to_onnx import quantized_tflite_to_onnx
 
     log, recipe = opts.log, variant.recipe
-    out_dir = Path(opts.out) / variant.id
-    out_dir.mkdir(parents=True, exist_ok=True)
     bench = ParityBench.prepare(TFLiteOriginal(file.path, reference_kernels=False), recipe, opts.calibration_images,
                                 opts.max_samples, opts.progress)
     reference = "the publisher's INT8 TFLite on LiteRT's default kernels"
@@ -165,9 +168,9 @@ def _publish_vendor_int8(variant, file: ResolvedFile, opts: BuildOptions, model:
     return [f"{variant.id} onnx/int8 (from the vendor's TFLite): " + "; ".join(report.failures)]
 
 
-def _build_converted(variant, original: ResolvedFile, opts: BuildOptions,
+def _build_converted(variant, original: ResolvedFile, opts: BuildOptions, out_dir: Path,
                      compare_with: dict | None = None) -> VariantResult:
-    """Convert the original into ONNX/TFLite FP32/FP16/INT8 in `opts.out/<id>/`; `compare_with`:
+    """Convert the original into ONNX/TFLite FP32/FP16/INT8 in `out_dir`; `compare_with`:
     the publisher's own files of those precisions, gated against the same original for the record
     (not published)."""
     start = time.time()
@@ -183,8 +186,6 @@ def _build_converted(variant, original: ResolvedFile, opts: BuildOptions,
     log(f"[{variant.id}] {len(samples)} real person crops from {opts.calibration_images} "
         f"({calibration.parity_crop(recipe)['kind']})")
 
-    out_dir = Path(opts.out) / variant.id
-    out_dir.mkdir(parents=True, exist_ok=True)
     model = _model_entry(variant, original)
 
     with tempfile.TemporaryDirectory(prefix=f"posezoo-{variant.id}-") as work:
@@ -194,7 +195,8 @@ def _build_converted(variant, original: ResolvedFile, opts: BuildOptions,
         extra: dict[tuple[str, str], dict] = {}
         raw_onnx = work / "raw.onnx"
         reference.to_onnx(raw_onnx)
-        fp32_onnx = out_dir / f"{variant.id}_fp32.onnx"
+        published_fp32 = "onnx" in opts.formats and "fp32" in opts.precisions
+        fp32_onnx = (out_dir if published_fp32 else work) / f"{variant.id}_fp32.onnx"
         simplify(raw_onnx, fp32_onnx)
         model["complexity"] = complexity(fp32_onnx)
         if "onnx" in opts.formats:
@@ -281,8 +283,6 @@ def _build_converted(variant, original: ResolvedFile, opts: BuildOptions,
         publisher_files = [_measure_publisher_file(variant, key, file, bench, model, log)
                            for key, file in (compare_with or {}).items()]
         _lap(steps, "parity", lap)
-    if not opts.formats or "onnx" not in opts.formats or "fp32" not in opts.precisions:
-        fp32_onnx.unlink(missing_ok=True)
     model["build"] = {"seconds": round(time.time() - start, 1), "steps": steps, "samples": len(samples),
                       "calibration_images": str(opts.calibration_images),
                       "original_kernel_noise_rel_err": {k: float(f"{v:.3g}") for k, v in noise.items()}}

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -20,6 +21,16 @@ def _csv(choices):
             raise argparse.ArgumentTypeError(f"choose from {','.join(choices)} (got {text!r})")
         return items
     return parse
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
 
 
 def _resolver(args):
@@ -64,9 +75,10 @@ def cmd_fetch(args) -> int:
 def cmd_build(args) -> int:
     import recipes
     from converters.fingerprint import fingerprint, images_digest, up_to_date
-    from converters.sources import SourceError
     from converters.pipeline import BuildOptions, resolve_inputs, tool_versions
-    from zoo.manifest import empty_manifest, read_manifest, upsert_model, write_manifest
+    from converters.publish import Staging, check_writable, publish, recover
+    from converters.sources import SourceError
+    from zoo.manifest import read_manifest
 
     variants = recipes.select(args.names)
     if args.checkpoint and len(variants) != 1:
@@ -75,8 +87,11 @@ def cmd_build(args) -> int:
         raise ValueError("pass --calibration-images DIR (real photos of people, optionally with COCO-format "
                          "annotations) or set POSEZOO_CALIBRATION_IMAGES")
     out = Path(args.out)
+    check_writable(out)
+    if recover(out):
+        print(f"completed an interrupted publication in {out}", file=sys.stderr)
     manifest_path = out / "manifest.json"
-    manifest = read_manifest(manifest_path) if manifest_path.exists() else empty_manifest(_version())
+    existing = {m["id"]: m for m in read_manifest(manifest_path)["models"]} if manifest_path.exists() else {}
     resolver = _resolver(args)
     log = (lambda msg: print(msg, file=sys.stderr)) if args.json else print
     opts = BuildOptions(out=out, calibration_images=Path(args.calibration_images), formats=args.formats,
@@ -84,7 +99,6 @@ def cmd_build(args) -> int:
                         log=log, progress=not args.json)
     start = time.time()
     failures: list[str] = []
-    existing = {m["id"]: m for m in manifest["models"]}
     tools, images = tool_versions(), images_digest(opts.calibration_images)
     todo, fingerprints, unchanged = [], [], []
     for v in variants:
@@ -106,14 +120,17 @@ def cmd_build(args) -> int:
         todo.append((v, original, vendor))
         fingerprints.append((fp, round(time.time() - fetch_start, 2)))
     results = []
-    for k, result in _run_jobs(todo, opts, args.jobs):  # written as each model finishes: a crash keeps the rest
-        results.append(result)
-        fp, fetch_seconds = fingerprints[k]
-        result.model["build"]["fingerprint"] = fp
-        result.model["build"].setdefault("steps", {})["fetch"] = fetch_seconds
-        manifest = upsert_model(manifest, result.model)
-        write_manifest(manifest_path, manifest)
-        failures.extend(result.failures)
+    with contextlib.ExitStack() as stack:  # staging folders: removed however the build ends
+        stagings = [stack.enter_context(Staging(out, v.id)) for v, _, _ in todo]
+        # Published as each model finishes: a crash keeps the models already done.
+        for k, result in _run_jobs(todo, [s.path for s in stagings], opts, args.jobs):
+            results.append(result)
+            fp, fetch_seconds = fingerprints[k]
+            result.model["build"]["fingerprint"] = fp
+            result.model["build"].setdefault("steps", {})["fetch"] = fetch_seconds
+            publish(out, stagings[k], result.model, _version())
+            stagings[k].close()
+            failures.extend(result.failures)
     failures += [f"{m['id']} {r['format']}/{r['precision']}: {r['reason']} (unchanged since the last build)"
                  for m in unchanged for r in m.get("rejected", [])]
     summary = {"manifest": str(manifest_path), "seconds": round(time.time() - start, 1),
@@ -134,20 +151,20 @@ def cmd_build(args) -> int:
     return EXIT_FAILED_GATE if failures and not args.keep_going else 0
 
 
-def _run_jobs(inputs, opts, jobs: int):
-    """Build each (variant, original, vendor files), in `jobs` processes; yields (index, result)
-    as each finishes."""
+def _run_jobs(inputs, stagings: list[Path], opts, jobs: int):
+    """Build each (variant, original, vendor files) into its staging folder, in `jobs` processes;
+    yields (index, result) as each finishes."""
     from converters.pipeline import build_variant
 
     if jobs <= 1 or len(inputs) <= 1:
         for k, (v, original, vendor) in enumerate(inputs):
-            yield k, build_variant(v, original, opts, vendor)
+            yield k, build_variant(v, original, opts, stagings[k], vendor)
         return
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     opts.log = print
     with ProcessPoolExecutor(max_workers=jobs) as pool:
-        futures = {pool.submit(build_variant, v, original, opts, vendor): k
+        futures = {pool.submit(build_variant, v, original, opts, stagings[k], vendor): k
                    for k, (v, original, vendor) in enumerate(inputs)}
         for future in as_completed(futures):
             yield futures[future], future.result()
@@ -224,9 +241,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--precisions", type=_csv(PRECISIONS), default=PRECISIONS)
     s.add_argument("--calibration-images", default=os.environ.get("POSEZOO_CALIBRATION_IMAGES"),
                    help="folder of real photos of people for INT8 calibration and parity")
-    s.add_argument("--max-samples", type=int, help="use at most N person crops")
+    s.add_argument("--max-samples", type=_positive_int, help="use at most N person crops (default: all)")
     s.add_argument("--checkpoint", type=Path, help="convert your own file of the same architecture")
-    s.add_argument("-j", "--jobs", type=int, default=1, help="build N models in parallel")
+    s.add_argument("-j", "--jobs", type=_positive_int, default=1, help="build N models in parallel")
     s.add_argument("--keep-going", action="store_true",
                    help="exit 0 even when an artifact fails its gate or a model's files cannot be had "
                         "(both listed as NOT PUBLISHED)")
@@ -267,7 +284,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("artifact", help="an .onnx artifact converted from it")
     s.add_argument("--model", required=True, help="model id whose input spec cuts the real inputs")
     s.add_argument("--calibration-images", default=os.environ.get("POSEZOO_CALIBRATION_IMAGES"), required=False)
-    s.add_argument("--max-samples", type=int, default=8)
+    s.add_argument("--max-samples", type=_positive_int, default=8)
     s.add_argument("--report", type=int, default=5, help="how many departing tensors to list")
     s.add_argument("--json", action="store_true")
     s.set_defaults(fn=cmd_walk)
@@ -278,6 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     from converters.calibration import CalibrationError
     from converters.onnx_to_tflite import ConversionError
+    from converters.publish import PublishError
     from converters.sources import SourceError
     from recipes import RecipeError
     from scripts.browser import BrowserError
@@ -288,12 +306,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.fn(args)
     except (SourceError, RecipeError, ManifestError, CalibrationError, LoaderError, ServeError, BrowserError,
-            ValueError) as e:
+            PublishError, ValueError) as e:
         print(f"posezoo {args.command}: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except ConversionError as e:
         print(f"posezoo {args.command}: conversion failed: {e}", file=sys.stderr)
         return EXIT_FAILED_GATE
+    except OSError as e:  # read-only or full disk, missing folder: the build left the published folder as it was
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"posezoo {args.command}: error: {where}{e.strerror or e}. Free space or choose a writable "
+              "folder (--out, --cache / POSEZOO_CACHE), then run it again.", file=sys.stderr)
+        return EXIT_BAD_INPUT
 
 
 if __name__ == "__main__":

@@ -28,10 +28,13 @@ def open_reference(model: dict, resolver: Resolver):
 
 def verify_manifest(manifest_path: Path, images: Path | None, resolver: Resolver,
                     log: Callable[[str], None] = print) -> dict:
+    from converters.publish import JOURNAL, recover
     from zoo.manifest import read_manifest
 
-    manifest = read_manifest(manifest_path)
     root = Path(manifest_path).parent
+    if (root / JOURNAL).exists() and recover(root):
+        log(f"completed an interrupted publication in {root} (a build was killed while publishing)")
+    manifest = read_manifest(manifest_path)
     failures: list[str] = []
     checked = []
     for model in manifest["models"]:

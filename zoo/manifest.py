@@ -72,17 +72,22 @@ def _artifact_order(a: dict) -> tuple[int, int]:
 
 
 def write_manifest(path: Path, manifest: dict) -> None:
+    """Validate, then replace `path` and the schema beside it atomically (a reader sees the old
+    file or the new one, never part of one)."""
     validate(manifest, str(path))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".manifest.", suffix=".json")
+    _write_atomically(path, json.dumps(manifest, indent=2, sort_keys=False) + "\n")
+    _write_atomically(path.parent / SCHEMA_PATH.name, SCHEMA_PATH.read_text())
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
     try:
         with os.fdopen(fd, "w") as f:
-            json.dump(manifest, f, indent=2, sort_keys=False)
-            f.write("\n")
+            f.write(text)
         os.chmod(tmp, 0o644)  # mkstemp creates 0600; a published manifest is world-readable
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-    (path.parent / SCHEMA_PATH.name).write_text(SCHEMA_PATH.read_text())
