@@ -10,6 +10,9 @@ decoded in input pixels map back to the image with the same matrix.
 from __future__ import annotations
 
 import json
+import math
+import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -85,15 +88,48 @@ def find_people(folder: Path) -> list[Person]:
             found = _mpii_people(js)
         else:
             continue
-        people.extend(p for p in found if p.image.exists())
+        missing = sorted({str(p.image) for p in found if not p.image.is_file()})
+        if missing:
+            raise CalibrationError(f"annotation file {js} annotates people in {len(missing)} missing photo(s): "
+                                   f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}; put the photos "
+                                   "there or remove their annotations.")
+        people.extend(_usable(found, js))
         annotated |= {p.image for p in found}
     for img in sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES):
         if img not in annotated and not any(img.parent == a.parent for a in annotated):
-            with Image.open(img) as im:
+            with _reading(img), Image.open(img) as im:
                 people.append(Person(img, (0.0, 0.0, float(im.width), float(im.height))))
     if not people:
         raise CalibrationError(f"no images of people found in {folder} (looked for {sorted(IMAGE_SUFFIXES)}).")
     return people
+
+
+def _usable(found: list[Person], annotations: Path) -> list[Person]:
+    """The people of an annotation file whose box has a positive width and height.
+
+    Zero-size boxes occur in public datasets (COCO has some), so they are skipped with a
+    warning that counts them; a NaN or infinite coordinate means the file is broken: an error."""
+    usable = []
+    for i, p in enumerate(found):
+        values = [*p.box, *(v for xy in p.keypoints.values() for v in xy)]
+        if not all(math.isfinite(v) for v in values):
+            raise CalibrationError(f"annotation file {annotations}: person #{i} (in {p.image.name}) has a "
+                                   f"non-finite box or keypoint (box {list(p.box)}); fix or remove that annotation.")
+        if p.box[2] > 0 and p.box[3] > 0:
+            usable.append(p)
+    if len(usable) < len(found):
+        warnings.warn(f"annotation file {annotations}: skipped {len(found) - len(usable)} of {len(found)} people "
+                      "whose box has no positive width and height; fix their boxes to use them.", stacklevel=3)
+    return usable
+
+
+@contextmanager
+def _reading(photo: Path):
+    """Turn PIL's error on a corrupt, truncated or unreadable photo into a CalibrationError naming it."""
+    try:
+        yield
+    except (OSError, Image.DecompressionBombError) as e:
+        raise CalibrationError(f"photo {photo} cannot be read ({e}); replace it or remove it from the folder.") from e
 
 
 def _affine(center, x_axis, y_axis, width: int, height: int) -> np.ndarray:
@@ -191,7 +227,8 @@ def load_samples(folder: Path, spec: dict, crop: dict, limit: int | None = None)
         if crop["kind"] == "whole_image" and person.image in images:
             continue  # one sample per frame for whole-frame models
         if person.image not in images:
-            images[person.image] = Image.open(person.image).convert("RGB")
+            with _reading(person.image), Image.open(person.image) as im:
+                images[person.image] = im.convert("RGB")
         matrix = crop_transform(person, crop, width, height, images[person.image].size)
         if matrix is None:
             continue

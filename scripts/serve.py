@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from scripts.webserver import ServeError, make_server
+from scripts.webserver import ServeError, make_server, read_build
 
 
 def add_arguments(p) -> None:
@@ -30,7 +30,7 @@ def build_images(manifest: dict, flag: str = "--images") -> Path:
 
 
 def run(args) -> int:
-    images = args.images or build_images(json.loads((Path(args.directory) / "manifest.json").read_text()))
+    images = args.images or build_images(read_build(args.directory))
     if args.check:
         from scripts.browser import Page, agreement_table
 

@@ -53,6 +53,13 @@ class Handler(SimpleHTTPRequestHandler):
             return
         super().do_GET()
 
+    def send_head(self):
+        """A path no file can have (a NUL byte) is the client's error: 400, not a dropped connection."""
+        if "\0" in unquote(self.path):
+            self.send_error(400, "NUL byte in the path")
+            return None
+        return super().send_head()
+
     def translate_path(self, path: str) -> str:
         """`/zoo/` and `/images/` from their folders, the rest from zoo/web; nothing outside them."""
         path = posixpath.normpath(unquote(urlsplit(path).path))
@@ -75,12 +82,30 @@ def _inside(root: Path, relative: str) -> Path:
     return target if target.is_relative_to(root.resolve()) else root / "__outside__"
 
 
+def read_build(directory: Path) -> dict:
+    """The manifest of a build folder; a ServeError or LoaderError naming it where there is none to read."""
+    from zoo.loader import read_manifest
+
+    path = Path(directory) / "manifest.json"
+    if not path.is_file():
+        raise ServeError(f"{directory} has no manifest.json: pass the --out folder of a posezoo build")
+    return read_manifest(path)
+
+
 def make_server(directory: Path, images: Path, port: int = 8000, host: str = "127.0.0.1") -> ThreadingHTTPServer:
     directory, images = Path(directory).resolve(), Path(images).resolve()
-    if not (directory / "manifest.json").is_file():
-        raise ServeError(f"{directory} has no manifest.json: pass the --out folder of a posezoo build")
+    read_build(directory)
     if not (WEB / "node_modules" / "onnxruntime-web").is_dir():
         raise ServeError(f"the page's runtimes are not installed: run `npm ci` in {WEB} (npm registry, once)")
+    if not images.is_dir():
+        raise ServeError(f"photo folder {images} does not exist: pass --images DIR with photos of people "
+                         "(and their annotation files) for the page")
+    if not 0 <= port <= 65535:
+        raise ServeError(f"port {port} is not a TCP port: pass --port from 1024 to 65535, or 0 for any free port")
     payload = json.dumps(samples(images)).encode()
     handler = partial(Handler, zoo_dir=directory, images=images, samples_json=payload)
-    return ThreadingHTTPServer((host, port), handler)
+    try:
+        return ThreadingHTTPServer((host, port), handler)
+    except OSError as e:
+        raise ServeError(f"cannot serve on {host}:{port} ({e.strerror}): pass --port with a free port, "
+                         "or 0 for any free port") from None

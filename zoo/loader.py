@@ -64,7 +64,7 @@ def load(manifest, model_id: str, format: str = "tflite", precision: str = "int8
         directory = Path(directory)
     else:
         directory = Path(manifest).parent
-        manifest = json.loads(Path(manifest).read_text())
+        manifest = read_manifest(manifest)
     if manifest.get("schema_version") != 1:
         raise LoaderError(f"manifest schema_version {manifest.get('schema_version')!r}: this loader reads version 1")
     models = {m["id"]: m for m in manifest["models"]}
@@ -72,10 +72,34 @@ def load(manifest, model_id: str, format: str = "tflite", precision: str = "int8
         raise LoaderError(f"no model {model_id!r} in the manifest; it has: {', '.join(models) or 'none'}")
     model = models[model_id]
     artifact = select_artifact(model, format, precision, origin)
-    path = directory / artifact["path"]
+    path = artifact_path(directory, artifact["path"])
     check_file(path, artifact["sha256"], artifact["bytes"])
     runtime = OnnxRuntime if artifact["format"] == "onnx" else TFLiteRuntime
     return Predictor(model, artifact, runtime(path, threads), crop)
+
+
+def read_manifest(path) -> dict:
+    """The manifest at `path` as a dict; a missing, unreadable or malformed file is a LoaderError naming it."""
+    try:
+        manifest = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise LoaderError(f"manifest {path} does not exist: pass the manifest.json of a posezoo build folder") from None
+    except OSError as e:
+        raise LoaderError(f"manifest {path} cannot be read ({e.strerror})") from None
+    except (ValueError, RecursionError) as e:  # not JSON, not UTF-8, or nested deeper than the parser goes
+        raise LoaderError(f"manifest {path} is not a valid manifest ({e}): rebuild it with `posezoo build`") from None
+    if not isinstance(manifest, dict):
+        raise LoaderError(f"manifest {path} is not a JSON object: rebuild it with `posezoo build`")
+    return manifest
+
+
+def artifact_path(directory: Path, relative: str) -> Path:
+    """Where an artifact of a manifest in `directory` lies: a manifest only names files inside its
+    own folder, so an absolute path or one with `..` (a manifest that reaches elsewhere) is refused."""
+    if Path(relative).is_absolute() or ".." in Path(relative).parts:
+        raise LoaderError(f"artifact path {relative!r} leads outside the manifest's folder {directory}: artifact "
+                          "paths are relative to it; fix the manifest or rebuild it with `posezoo build`")
+    return directory / relative
 
 
 def select_artifact(model: dict, format: str, precision: str, origin: str | None = None) -> dict:
@@ -139,8 +163,8 @@ class Predictor:
 
     def _run(self, image: np.ndarray, box, keypoints) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         image = np.asarray(image)
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise LoaderError(f"expected an HxWx3 uint8 RGB image, got {image.dtype} {image.shape}")
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8 or 0 in image.shape:
+            raise LoaderError(f"expected a non-empty HxWx3 uint8 RGB image, got {image.dtype} {image.shape}")
         matrix = crop_matrix(self.crop, self.width, self.height, (image.shape[1], image.shape[0]),
                              box, keypoints)
         x = to_tensor(warp(image, matrix, self.width, self.height), self.spec, self.io_input,
@@ -183,7 +207,7 @@ def crop_matrix(crop: dict, width: int, height: int, image_size: tuple[int, int]
     if kind == "box":
         if box is None:
             raise LoaderError("this model crops a person's box: pass box=(x, y, w, h) in image pixels")
-        x, y, w, h = (float(v) for v in box)
+        x, y, w, h = _box(box)
         aspect = width / height
         side = w if w / max(h, 1e-6) > aspect else h * aspect
         s = crop.get("padding", 1.25) * side / width
@@ -194,6 +218,9 @@ def crop_matrix(crop: dict, width: int, height: int, image_size: tuple[int, int]
         if missing:
             raise LoaderError(f"this model crops a rotated ROI: pass keypoints={{name: (x, y)}} with {need} "
                               f"(missing {missing}), plus the person's other known keypoints for the ROI's size")
+        bad = {n: p for n, p in keypoints.items() if not np.isfinite(np.asarray(p, float)).all()}
+        if bad:
+            raise LoaderError(f"keypoints {bad} are not finite: pass only keypoints with known (x, y)")
         center = np.mean([keypoints[n] for n in crop["center_keypoints"]], axis=0)
         up = np.mean([keypoints[n] for n in crop["up_keypoints"]], axis=0) - center
         if np.linalg.norm(up) < 1e-6:
@@ -205,6 +232,15 @@ def crop_matrix(crop: dict, width: int, height: int, image_size: tuple[int, int]
         right = np.array([down[1], -down[0]])  # down turned a quarter anticlockwise: a rotation, no mirror
         return affine(center, right * side / width, down * side / height, width, height)
     raise LoaderError(f"unknown crop kind {kind!r} (known: whole_image, box, rotated_roi)")
+
+
+def _box(box) -> tuple[float, float, float, float]:
+    """A person box (x, y, w, h) as floats, refused unless finite with a positive width and height."""
+    values = np.asarray(box, float).ravel()
+    if values.shape != (4,) or not np.isfinite(values).all() or values[2] <= 0 or values[3] <= 0:
+        raise LoaderError(f"box {box!r} is not a person box: pass box=(x, y, w, h) in image pixels, finite, "
+                          "with w > 0 and h > 0")
+    return tuple(float(v) for v in values)
 
 
 def warp(image: np.ndarray, matrix: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -226,9 +262,11 @@ def warp(image: np.ndarray, matrix: np.ndarray, width: int, height: int) -> np.n
     x0, y0 = x0.astype(np.int64), y0.astype(np.int64)
     xa, xb = np.clip(x0, 0, iw - 1), np.clip(x0 + 1, 0, iw - 1)
     ya, yb = np.clip(y0, 0, ih - 1), np.clip(y0 + 1, 0, ih - 1)
-    px = image.astype(np.int64)
-    top = px[ya, xa] + (px[ya, xb] - px[ya, xa]) * dx
-    bottom = px[yb, xa] + (px[yb, xb] - px[yb, xa]) * dx
+    # Index the uint8 photo first, then widen: memory follows the input grid, not the photo.
+    aa, ab = image[ya, xa].astype(np.int64), image[ya, xb].astype(np.int64)
+    ba, bb = image[yb, xa].astype(np.int64), image[yb, xb].astype(np.int64)
+    top = aa + (ab - aa) * dx
+    bottom = ba + (bb - ba) * dx
     value = (top + (bottom - top) * dy).astype(np.uint8)
     return np.where(inside[..., None], value, np.uint8(0))
 

@@ -36,11 +36,13 @@ def read_manifest(path: Path) -> dict:
     path = Path(path)
     try:
         manifest = json.loads(path.read_text())
+        validate(manifest, str(path))
     except FileNotFoundError:
         raise ManifestError(f"{path} does not exist; build one with `posezoo build NAME --out DIR`.") from None
-    except json.JSONDecodeError as e:
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ManifestError(f"{path} is not valid JSON ({e}); rebuild it with `posezoo build`.") from None
-    validate(manifest, str(path))
+    except RecursionError:  # from json or jsonschema: nothing a posezoo build writes is nested that deep
+        raise ManifestError(f"{path} is nested too deeply to be a manifest; rebuild it with `posezoo build`.") from None
     return manifest
 
 
