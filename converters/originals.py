@@ -1,9 +1,15 @@
 """The original model running in its own framework: the reference for parity and the start of
 every conversion. A TFLite original runs on TFLite's reference kernels; a Keras original on
 tf_keras and a PyTorch original in torch (the family's recipe code builds both, without running
-code from the file); a SavedModel through its serving signature in TensorFlow."""
+code from the file); a SavedModel through its serving signature in TensorFlow.
+
+Keras, PyTorch and SavedModel originals execute graph code from the file, so `open_original` opens
+them in a sandboxed child process (converters/sandbox.py) that runs `open_in_process` there.
+TFLite originals stay in-process: the interpreter runs only its built-in kernels, which cannot
+open files or sockets."""
 from __future__ import annotations
 
+import importlib
 import tempfile
 from pathlib import Path
 
@@ -28,6 +34,9 @@ class TFLiteOriginal:
     def fast_runner(self):
         """The same file on TFLite's default (XNNPACK) kernels: the original's own float noise."""
         return open_runner(self.path)
+
+    def close(self) -> None:
+        """Nothing to stop: the interpreter lives in this process (sandboxed originals stop their child)."""
 
 
 class KerasOriginal:
@@ -79,7 +88,7 @@ class SavedModelOriginal:
         from .saved_model import load_serving, serving_function, unpack
 
         self._folder = tempfile.TemporaryDirectory(prefix="posezoo-savedmodel-")
-        self._loaded, serving = load_serving(unpack(archive, Path(self._folder.name)))
+        self._loaded, serving = load_serving(unpack(archive, Path(self._folder.name)), source=archive)
         self.forward = serving_function(serving, input_spec, output_names)
         self.input_name = input_spec["name"]
 
@@ -96,17 +105,34 @@ class SavedModelOriginal:
         return None
 
 
+FAMILY_MODULE = {"keras": "original", "torch": "model", "saved_model": None}  # recipes/<family>/<name>.py
+
+
 def open_original(variant, path: Path):
-    """`variant` (a recipe Variant) says the original's format and, for Keras, how to build it."""
+    """`variant` (a recipe Variant) says the original's format and, for Keras and PyTorch, which
+    of its family's modules builds it. All but TFLite originals open in a sandboxed child; call
+    `close()` when done (garbage collection and interpreter exit also stop the child)."""
     fmt = variant.recipe["original_format"]
     if fmt == "tflite":
         return TFLiteOriginal(path)
-    if fmt == "keras":
-        return KerasOriginal(variant.family_module("original").load(path, variant.recipe), variant.recipe["input"])
-    if fmt == "torch":
-        module = variant.family_module("model").load_official(path, variant.variant)
-        return TorchOriginal(module, variant.recipe["input"], [o["name"] for o in variant.recipe["outputs"]])
-    if fmt == "saved_model":
-        return SavedModelOriginal(path, variant.recipe["input"], [o["name"] for o in variant.recipe["outputs"]])
+    if fmt in FAMILY_MODULE:
+        from .sandbox import SandboxedOriginal
+
+        name = FAMILY_MODULE[fmt]
+        module = f"recipes.{variant.family}.{name}" if name else None
+        return SandboxedOriginal(fmt, module, variant.variant, variant.recipe, path)
     raise ValueError(f"{variant.id}: converting {fmt} originals is not supported yet; build the precisions "
                      "the publisher's own files cover (posezoo list --json shows them), e.g. --precisions int8")
+
+
+def open_in_process(fmt: str, module: str | None, variant: str, recipe: dict, path: Path):
+    """A Keras, PyTorch or SavedModel original in this process (what the sandbox's child runs):
+    `module` builds Keras (`load(path, recipe)`) and PyTorch (`load_official(path, variant)`) ones."""
+    outputs = [o["name"] for o in recipe["outputs"]]
+    if fmt == "keras":
+        return KerasOriginal(importlib.import_module(module).load(path, recipe), recipe["input"])
+    if fmt == "torch":
+        return TorchOriginal(importlib.import_module(module).load_official(path, variant), recipe["input"], outputs)
+    if fmt == "saved_model":
+        return SavedModelOriginal(path, recipe["input"], outputs)
+    raise ValueError(f"{fmt} originals do not open in a sandbox")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
+from contextlib import closing
 from dataclasses import dataclass, field, replace
 from importlib.metadata import version
 from pathlib import Path
@@ -68,8 +69,21 @@ def tool_versions() -> dict[str, str]:
 
 
 def resolve_original(variant, resolver: Resolver, checkpoint: Path | None) -> ResolvedFile:
+    """The recipe's original, verified; or the user's `checkpoint`, recognized where it is one of
+    the files the recipe pins (`verified_as`). The publisher's own files are published, not
+    converted: handed over as a checkpoint, they are refused with what to do instead."""
     what = f"{variant.id} (original {variant.file.name})"
-    return user_checkpoint(checkpoint, what) if checkpoint else resolver.resolve(variant.file, what)
+    if not checkpoint:
+        return resolver.resolve(variant.file, what)
+    original = user_checkpoint(checkpoint, what, variant.pinned_files)
+    for (fmt, precision), spec in variant.vendor_files.items():
+        if original.verified_as == spec:
+            originals = ", ".join([variant.file.name, *(s.name for _, s in variant.alternative_originals)])
+            raise SourceError(
+                f"{what}: --checkpoint {checkpoint} is {spec.name}, the publisher's own {fmt} {precision} file, "
+                f"which a build publishes unchanged rather than converts. Put it in a folder and pass --mirror DIR "
+                f"--precisions {precision} instead; --checkpoint takes a file to convert ({originals}).")
+    return original
 
 
 def _source_entry(spec, original: ResolvedFile) -> dict:
@@ -77,6 +91,8 @@ def _source_entry(spec, original: ResolvedFile) -> dict:
              "origin": original.origin, "urls": [s.describe() for s in spec.sources]}
     if original.origin == "user":
         entry.update(user_supplied=True, file=Path(original.path).name)
+        if original.verified_as is not None:
+            entry["verified_as"] = original.verified_as.provenance()
     return entry
 
 
@@ -178,23 +194,21 @@ def _build_converted(variant, original: ResolvedFile, opts: BuildOptions, out_di
     log = opts.log
     recipe = variant.recipe
     spec = recipe["input"]
-    reference = open_original(variant, original.path)
-    bench = ParityBench.prepare(reference, recipe, opts.calibration_images, opts.max_samples, opts.progress)
-    noise = bench.kernel_noise(reference)
-    _lap(steps, "reference", start)
-    samples, feeds = bench.samples, bench.feeds
-    log(f"[{variant.id}] {len(samples)} real person crops from {opts.calibration_images} "
-        f"({calibration.parity_crop(recipe)['kind']})")
-
     model = _model_entry(variant, original)
-
-    with tempfile.TemporaryDirectory(prefix=f"posezoo-{variant.id}-") as work:
-        lap = time.time()
+    with tempfile.TemporaryDirectory(prefix=f"posezoo-{variant.id}-") as work, \
+            closing(open_original(variant, original.path)) as reference:
+        bench = ParityBench.prepare(reference, recipe, opts.calibration_images, opts.max_samples, opts.progress)
+        noise = bench.kernel_noise(reference)
+        lap = _lap(steps, "reference", start)
+        samples, feeds = bench.samples, bench.feeds
+        log(f"[{variant.id}] {len(samples)} real person crops from {opts.calibration_images} "
+            f"({calibration.parity_crop(recipe)['kind']})")
         work = Path(work)
         candidates: dict[tuple[str, str], Path] = {}
         extra: dict[tuple[str, str], dict] = {}
         raw_onnx = work / "raw.onnx"
         reference.to_onnx(raw_onnx)
+        reference.close()  # the original's part is done: stop its sandboxed process now
         published_fp32 = "onnx" in opts.formats and "fp32" in opts.precisions
         fp32_onnx = (out_dir if published_fp32 else work) / f"{variant.id}_fp32.onnx"
         simplify(raw_onnx, fp32_onnx)

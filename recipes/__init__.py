@@ -4,7 +4,7 @@ from __future__ import annotations
 import copy
 import importlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import jsonschema
@@ -47,6 +47,27 @@ class Variant:
         """The publisher's own converted files by (format, precision)."""
         entry = next(x for x in self.recipe["variants"] if x["id"] == self.id)
         return {(v["format"], v["precision"]): FileSpec.from_dict(v["file"]) for v in entry.get("vendor", [])}
+
+    @property
+    def alternative_originals(self) -> list[tuple[str, FileSpec]]:
+        """(original_format, file) of the other published files this model can be built from."""
+        entry = next(x for x in self.recipe["variants"] if x["id"] == self.id)
+        return [(a["original_format"], FileSpec.from_dict(a["file"])) for a in entry.get("alternative_originals", [])]
+
+    @property
+    def pinned_files(self) -> list[FileSpec]:
+        """Every publisher's file the recipe names for this model (the original, the alternative
+        originals, the vendor files): what a handed-over file is recognized as."""
+        return [self.file, *(spec for _, spec in self.alternative_originals), *self.vendor_files.values()]
+
+    def for_original(self, sha256: str) -> "Variant":
+        """This model as built from the original with this sha256: from one of its alternative
+        originals, that file is its original and converts as its own format (MoveNet from Google's
+        float16 TFLite instead of the SavedModel); from any other file, the variant unchanged."""
+        for original_format, spec in self.alternative_originals:
+            if spec.sha256 == sha256:
+                return replace(self, file=spec, recipe={**self.recipe, "original_format": original_format})
+        return self
 
     def family_module(self, name: str):
         """The family's own code (`recipes/<family>/<name>.py`): an architecture, a Keras loader."""

@@ -45,16 +45,29 @@ def cmd_list(args) -> int:
     rows = [{"id": v.id, "family": v.family, "variant": v.variant, "task": v.recipe["task"],
              "aliases": v.aliases, "original_format": v.recipe["original_format"], "file": v.file.name,
              "sha256": v.file.sha256 or None, "sha256_prefix": v.file.sha256_prefix or None,
+             "git_blob_sha1": v.file.git_blob_sha1 or None, "also_pinned": _also_pinned(v),
              "license": v.recipe["license"]} for v in recipes.all_variants()]
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    print(f"{'id':34s} {'family':17s} {'task':24s} {'original':9s} {'pinned by':15s} aliases")
+    print(f"{'id':34s} {'family':17s} {'task':24s} {'original':11s} {'pinned by':15s} {'also pinned':36s} aliases")
     for r in rows:
-        pinned = "sha256" if r["sha256"] else (f"prefix {r['sha256_prefix']}" if r["sha256_prefix"] else "--checkpoint")
-        print(f"{r['id']:34s} {r['family']:17s} {r['task']:24s} {r['original_format']:9s} {pinned:15s} "
+        pinned = ("sha256" if r["sha256"] else "git blob sha1" if r["git_blob_sha1"]
+                  else f"prefix {r['sha256_prefix']}" if r["sha256_prefix"] else "--checkpoint")
+        also = ", ".join(f["as"] for f in r["also_pinned"]) or "--"
+        print(f"{r['id']:34s} {r['family']:17s} {r['task']:24s} {r['original_format']:11s} {pinned:15s} {also:36s} "
               f"{', '.join(r['aliases'])}")
     return 0
+
+
+def _also_pinned(variant) -> list[dict]:
+    """The publisher's other files the recipe pins for a model: originals in another format (built
+    from with --checkpoint) and the publisher's own converted files (published unchanged)."""
+    originals = [{"name": spec.name, "as": f"{fmt} original", "sha256": spec.sha256}
+                 for fmt, spec in variant.alternative_originals]
+    vendor = [{"name": spec.name, "as": f"vendor {fmt}/{precision}", "sha256": spec.sha256 or None}
+              for (fmt, precision), spec in variant.vendor_files.items()]
+    return originals + vendor
 
 
 def cmd_fetch(args) -> int:
@@ -110,6 +123,9 @@ def cmd_build(args) -> int:
                 raise
             failures.append(f"{v.id}: not built, its files cannot be had: {e}")  # e.g. a family's --checkpoint-only ids
             continue
+        if original is not None:
+            v = v.for_original(original.sha256)  # an alternative original (a pinned TFLite) converts as its own format
+            log(f"[{v.id}] original: {original.describe()}")
         fp = fingerprint(v, original.sha256 if original else None, [f.sha256 for f in vendor.values()], opts,
                          tools, images)
         if not args.force and up_to_date(existing.get(v.id), fp, out):
@@ -296,6 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     from converters.calibration import CalibrationError
     from converters.onnx_to_tflite import ConversionError
     from converters.publish import PublishError
+    from converters.sandbox import SandboxError
     from converters.sources import SourceError
     from recipes import RecipeError
     from scripts.browser import BrowserError
@@ -306,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.fn(args)
     except (SourceError, RecipeError, ManifestError, CalibrationError, LoaderError, ServeError, BrowserError,
-            PublishError, ValueError) as e:
+            PublishError, SandboxError, ValueError) as e:
         print(f"posezoo {args.command}: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except ConversionError as e:

@@ -214,8 +214,10 @@ code{background:#f4f4f4}</style></head><body>
 def _model_facts_html(model: dict) -> str:
     spec = model["input"]
     src = model["source"]
-    user = " <b>(user-supplied checkpoint: its numbers say nothing about the published weights)</b>" \
-        if src.get("user_supplied") else ""
+    verified = src.get("verified_as")
+    user = (f" (user-supplied, verified as the published <code>{html.escape(verified['name'])}</code>)" if verified
+            else " <b>(user-supplied checkpoint: its numbers say nothing about the published weights)</b>"
+            if src.get("user_supplied") else "")
     return (f"<p>{html.escape(model['task'])}; input {spec['shape']} {spec.get('layout', 'NHWC')} {spec['dtype']} "
             f"{spec.get('color', 'RGB')}, crop <code>{html.escape(json.dumps(spec['crop']))}</code>; "
             f"original <code>{html.escape(src['file'])}</code> sha256 <code>{src['sha256'][:16]}…</code>{user}; "
@@ -286,7 +288,11 @@ def _limits(model: dict, evals: list[dict]) -> list[str]:
                    "detector or from the previous frame; axis-aligned crops lose accuracy, most of all in INT8.")
     else:
         out.append("- Single person, whole frame: with several people in view it picks one; crop first.")
-    if model["source"].get("user_supplied"):
+    verified = model["source"].get("verified_as")
+    if verified:
+        out.append(f"- Converted from a user-supplied file verified, by its hash, as the published {verified['name']} "
+                   f"({', '.join(verified['published_at'])}).")
+    elif model["source"].get("user_supplied"):
         out.append("- Converted from a user-supplied checkpoint; parity shows the conversion is faithful to "
                    "that file, not that the file is the published model.")
     people = [e["people"] for e in evals if any(m["id"] == model["id"] for m in e["models"])]

