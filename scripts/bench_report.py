@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from xml.sax.saxutils import escape
 
-from scripts.bench import COLUMNS, table_cells
+from scripts.bench.table import COLUMNS, table_cells
 
 
 def markdown_table(rows: list[dict], title: str = "posezoo benchmark") -> str:

@@ -9,7 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scripts import bench, bench_report
+from scripts import bench_report
+from scripts.bench import add_arguments, main
+from scripts.bench.measure import Measurement, measure
+from scripts.bench.rows import make_rows
+from scripts.bench.runner import Runner, make_input
+from scripts.bench.table import COLUMNS, format_table, int8_choice_text, targets_text
+from scripts.bench.targets import BenchError, Target, collect_targets
+from scripts.bench.web import web_latencies
+from scripts.bench.worker import Worker, baseline_kb
 
 
 # --------------------------------------------------------------------------------------------
@@ -133,17 +141,17 @@ def zoo(tmp_path_factory):
 
 def test_input_is_deterministic_zero_free_and_of_the_dtype():
     for dtype in ("uint8", "int8", "float32", "float16", "int32"):
-        x = bench.make_input([1, 7, 5, 3], dtype)
+        x = make_input([1, 7, 5, 3], dtype)
         assert x.shape == (1, 7, 5, 3) and x.dtype == np.dtype(dtype)
         assert np.count_nonzero(x) == x.size
-        assert np.array_equal(x, bench.make_input((1, 7, 5, 3), dtype))
+        assert np.array_equal(x, make_input((1, 7, 5, 3), dtype))
         assert len(np.unique(x)) > 50
-    assert bench.make_input([2, 3], "float32").max() <= 1.0
+    assert make_input([2, 3], "float32").max() <= 1.0
 
 
 def test_targets_collect_ours_vendor_original_and_vendor_files(zoo, tmp_path):
     notes = []
-    targets = bench.collect_targets(zoo["data"], zoo["root"], cache_dir=zoo["cache"], notes=notes)
+    targets = collect_targets(zoo["data"], zoo["root"], cache_dir=zoo["cache"], notes=notes)
     got = [(t.model, t.name, t.origin, t.vendor_source) for t in targets]
     assert got == [("tiny", "tiny_fp32.onnx", "converted", None), ("tiny", "tiny_fp32.tflite", "converted", None),
                    ("tiny", "tiny_int8.tflite", "converted", None),
@@ -157,37 +165,37 @@ def test_targets_collect_ours_vendor_original_and_vendor_files(zoo, tmp_path):
     mirror = tmp_path / "mirror"
     (mirror / "sub").mkdir(parents=True)
     (mirror / "sub" / zoo["original"].name).write_bytes(zoo["original"].read_bytes())
-    targets = bench.collect_targets(zoo["data"], zoo["root"], ids=["tiny-b"], cache_dir=tmp_path / "empty",
-                                    mirror_dir=mirror)
+    targets = collect_targets(zoo["data"], zoo["root"], ids=["tiny-b"], cache_dir=tmp_path / "empty",
+                              mirror_dir=mirror)
     assert [t.path for t in targets][-1] == mirror / "sub" / zoo["original"].name
     (mirror / "sub" / zoo["original"].name).write_bytes(b"not the original")
     notes = []
-    targets = bench.collect_targets(zoo["data"], zoo["root"], ids=["tiny-b"], cache_dir=tmp_path / "empty",
-                                    mirror_dir=mirror, notes=notes)
+    targets = collect_targets(zoo["data"], zoo["root"], ids=["tiny-b"], cache_dir=tmp_path / "empty",
+                              mirror_dir=mirror, notes=notes)
     assert [t.origin for t in targets] == ["converted"]
     assert any("sha256 is not the original's" in n for n in notes) and any("neither the cache" in n for n in notes)
 
     # --vendor-file MODEL=PATH
-    targets = bench.collect_targets(zoo["data"], zoo["root"], ids=["tiny"], cache_dir=zoo["cache"],
-                                    vendor_files={"tiny": [zoo["original"]]})
+    targets = collect_targets(zoo["data"], zoo["root"], ids=["tiny"], cache_dir=zoo["cache"],
+                              vendor_files={"tiny": [zoo["original"]]})
     assert [(t.name, t.vendor_source) for t in targets][-1] == (zoo["original"].name, "vendor-file")
     assert targets[-1].pck02 is None
-    with pytest.raises(bench.BenchError, match="not in the manifest: nope"):
-        bench.collect_targets(zoo["data"], zoo["root"], ids=["nope"])
-    with pytest.raises(bench.BenchError, match="not in the manifest: nope"):
-        bench.collect_targets(zoo["data"], zoo["root"], vendor_files={"nope": [zoo["original"]]})
-    with pytest.raises(bench.BenchError, match="does not exist"):
-        bench.collect_targets(zoo["data"], zoo["root"], ids=["tiny"], vendor_files={"tiny": [tmp_path / "x.tflite"]})
+    with pytest.raises(BenchError, match="not in the manifest: nope"):
+        collect_targets(zoo["data"], zoo["root"], ids=["nope"])
+    with pytest.raises(BenchError, match="not in the manifest: nope"):
+        collect_targets(zoo["data"], zoo["root"], vendor_files={"nope": [zoo["original"]]})
+    with pytest.raises(BenchError, match="does not exist"):
+        collect_targets(zoo["data"], zoo["root"], ids=["tiny"], vendor_files={"tiny": [tmp_path / "x.tflite"]})
     broken = json.loads(json.dumps(zoo["data"]))
     broken["models"][0]["artifacts"][0]["path"] = "tiny/gone.onnx"
-    with pytest.raises(bench.BenchError, match="gone.onnx is missing"):
-        bench.collect_targets(broken, zoo["root"])
+    with pytest.raises(BenchError, match="gone.onnx is missing"):
+        collect_targets(broken, zoo["root"])
 
 
 def _fake(model, name, fmt, precision, origin, ms, nbytes, threads=1, quantization=None, source=None):
-    t = bench.Target(model, Path(f"/z/{model}/{name}"), fmt, precision, origin, source, None, None, nbytes,
-                     None, 1.0, quantization)
-    return bench.Measurement(t, threads, [ms * 0.9, ms, ms * 1.2], 1024 * 10, {})
+    t = Target(model, Path(f"/z/{model}/{name}"), fmt, precision, origin, source, None, None, nbytes,
+               None, 1.0, quantization)
+    return Measurement(t, threads, [ms * 0.9, ms, ms * 1.2], 1024 * 10, {})
 
 
 def test_rows_ratios_vendor_pairing_and_targets():
@@ -200,7 +208,7 @@ def test_rows_ratios_vendor_pairing_and_targets():
           _fake("m", "m_int8_vendor.tflite", "tflite", "int8", "vendor", 5.0, 300, source="manifest"),
           _fake("m", "m_int8.tflite", "tflite", "int8", "converted", 4.0, 280, threads=2, quantization=q),
           _fake("m", "m_fp32.tflite", "tflite", "fp32", "converted", 5.0, 1000, threads=2)]
-    rows = bench.make_rows(ms)
+    rows = make_rows(ms)
     by = {(r["file"], r["threads"]): r for r in rows}
     fp32, int8 = by["m_fp32.tflite", 1], by["m_int8.tflite", 1]
     assert fp32["median_ms"] == 10.0 and fp32["p90_ms"] == pytest.approx(float(np.percentile([9, 10, 12], 90)))
@@ -212,15 +220,15 @@ def test_rows_ratios_vendor_pairing_and_targets():
     assert by["m_fp32.onnx", 1]["vendor_ref"] == "M_authors.tflite"  # a float file for a float one
     assert by["m_int8_vendor.tflite", 1]["lat_vs_vendor"] is None and by["m_int8_vendor.tflite", 1]["targets"] is None
     assert int8["quantized_share"] == 0.8125 and int8["activation_bits"] == 8
-    assert bench.int8_choice_text(int8) == "q=0.81 a8"
+    assert int8_choice_text(int8) == "q=0.81 a8"
     assert int8["targets"] == {"speed_1.5x_fp32_at_1_thread": True, "not_slower_than_vendor": False,
                                "size_0.3x_fp32": True}
-    assert bench.targets_text(int8["targets"]) == "speed:ok vendor:MISS size:ok"
+    assert targets_text(int8["targets"]) == "speed:ok vendor:MISS size:ok"
     two = by["m_int8.tflite", 2]  # the speed target is judged at 1 thread; no vendor timed at 2 threads
     assert two["lat_vs_fp32"] == 0.8 and two["targets"]["speed_1.5x_fp32_at_1_thread"] is True
-    assert two["targets"]["not_slower_than_vendor"] is None and "vendor:n/a" in bench.targets_text(two["targets"])
+    assert two["targets"]["not_slower_than_vendor"] is None and "vendor:n/a" in targets_text(two["targets"])
 
-    table = bench.format_table(rows).splitlines()
+    table = format_table(rows).splitlines()
     assert table[0].split()[:3] == ["model", "file", "fmt/prec/origin"] and set(table[1]) <= {"-", " "}
     assert len(table) == 2 + len(rows)
     col = table[0].index("median ms") + len("median ms")  # right-aligned numbers end under their header
@@ -235,11 +243,11 @@ def test_markdown_and_svg(tmp_path):
           _fake("m", "M_authors.tflite", "tflite", "fp16", "vendor", 8.0, 500, source="vendor-file")]
     ms[1].target.pck02 = 0.875
     ms[3].target.pck02 = None  # a publisher file without parity numbers: not plotted, named
-    rows = bench.make_rows(ms)
+    rows = make_rows(ms)
     md = bench_report.markdown_table(rows)
     lines = md.splitlines()
     table = [x for x in lines if x.startswith("|")]
-    assert len(table) == 2 + len(rows) and all(x.count("|") == len(bench.COLUMNS) + 1 for x in table)
+    assert len(table) == 2 + len(rows) and all(x.count("|") == len(COLUMNS) + 1 for x in table)
     assert "| m | m_int8.tflite | tflite/int8/converted | 1 | 6.000 |" in md
 
     points, left_out = bench_report.scatter_points(rows)
@@ -261,14 +269,74 @@ def test_markdown_and_svg(tmp_path):
     assert bench_report.main([str(src)]) == 2
 
 
+def test_arguments_thread_counts_and_vendor_files():
+    import argparse
+
+    p = add_arguments(argparse.ArgumentParser())
+    args = p.parse_args(["m.json", "--threads", "1,2", "--vendor-file", "tiny=/x/a.tflite",
+                         "--vendor-file", "b=c.onnx"])
+    assert args.threads == (1, 2) and args.vendor_file == [("tiny", Path("/x/a.tflite")), ("b", Path("c.onnx"))]
+    assert p.parse_args(["m.json"]).threads == (1,) and p.parse_args(["m.json"]).runs == 30
+    for bad in (["--threads", "0,1"], ["--threads", "x"], ["--vendor-file", "tiny"], ["--vendor-file", "=a.tflite"]):
+        with pytest.raises(SystemExit):
+            p.parse_args(["m.json", *bad])
+
+
+def test_web_failures_are_bad_input(monkeypatch, tmp_path):
+    import scripts.browser
+
+    class NoBrowser:
+        def __init__(self, *args):
+            pass
+
+        def __enter__(self):
+            raise scripts.browser.BrowserError("no chromium here")
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr(scripts.browser, "Page", NoBrowser)
+    with pytest.raises(BenchError, match="--web: no chromium here"):
+        web_latencies(tmp_path / "manifest.json", {"models": []}, None, 2, tmp_path)
+
+
 # --------------------------------------------------------------------------------------------
-# real runs, in child processes
+# real runs, in this process and in child processes
+
+
+def test_runner_feeds_each_file_its_own_input(zoo):
+    root = zoo["root"]
+    int8 = Runner(str(root / "tiny" / "tiny_int8.tflite"), "tflite", 1, None, None)
+    int8.run()
+    assert int8.info == {"inputs": [{"name": int8.info["inputs"][0]["name"], "shape": [1, 32, 32, 3],
+                                     "dtype": "uint8"}], "precision": "int8", "resized": False}
+    dyn = Runner(str(zoo["original"]), "tflite", 1, None, [1, 32, 32, 3])  # dynamic: the model's shape
+    dyn.run()
+    assert dyn.info["resized"] and dyn.info["inputs"][0]["shape"] == [1, 32, 32, 3] and dyn.notes
+    spec = [{"name": "image", "shape": ["N", 3, 32, 32], "dtype": "uint8"}]  # the manifest disagrees: noted
+    onnx = Runner(str(root / "tiny" / "tiny_fp32.onnx"), "onnx", 2, spec, [1, 3, 32, 32])
+    onnx.run()
+    assert onnx.info["inputs"] == [{"name": "image", "shape": [1, 3, 32, 32], "dtype": "float32"}]
+    assert onnx.notes == ["input image: the file takes float32, the manifest says uint8"]
+    with pytest.raises(ValueError, match="no runtime"):
+        Runner(str(root / "tiny" / "tiny_fp32.onnx"), "coreml", 1, None, None)
+
+
+def test_worker_reports_what_it_cannot_load_and_the_baseline_is_measured(tmp_path):
+    bad = tmp_path / "broken.tflite"
+    bad.write_bytes(b"not a model")
+    w = Worker(Target("m", bad, "tflite", "fp32", "converted"), 1)
+    w.load()
+    assert w.error and w.send(cmd="run") is None  # a failed file answers nothing more
+    w.close()
+    assert w.maxrss_kb is None and w.proc.returncode is not None
+    assert baseline_kb("onnx") > 0
 
 
 def test_measure_interleaves_and_times_every_file(zoo):
-    targets = bench.collect_targets(zoo["data"], zoo["root"], cache_dir=zoo["cache"])
+    targets = collect_targets(zoo["data"], zoo["root"], cache_dir=zoo["cache"])
     trace = []
-    ms = bench.measure(targets, threads=(1, 2), runs=3, warmup=1, pause_ms=0, progress=False, trace=trace)
+    ms = measure(targets, threads=(1, 2), runs=3, warmup=1, pause_ms=0, progress=False, trace=trace)
     assert [(m.target.name, m.threads) for m in ms] == [(t.name, th) for t in targets for th in (1, 2)]
     assert all(m.error is None and len(m.times_ms) == 3 and all(x > 0 for x in m.times_ms) for m in ms)
     n = len(targets)
@@ -283,21 +351,21 @@ def test_measure_interleaves_and_times_every_file(zoo):
     assert dyn["resized"] and dyn["inputs"][0]["shape"] == [1, 32, 32, 3] and dyn["precision"] == "fp32"
     assert info["tiny_fp32.onnx"]["inputs"][0]["shape"] == [1, 3, 32, 32]
     assert all(m.peak_kb is not None and m.peak_kb > 0 for m in ms), [(m.target.name, m.threads, m.peak_kb) for m in ms]
-    rows = bench.make_rows(ms)
+    rows = make_rows(ms)
     assert next(r for r in rows if r["file"] == "tiny_int8.tflite")["vendor_ref"] == "tiny_int8_vendor.tflite"
     assert next(r for r in rows if r["file"] == "tiny-b_fp32.tflite")["vendor_ref"] == zoo["original"].name
 
 
 def test_main_json_and_text(zoo, capsys):
     argv = [str(zoo["manifest"]), "--ids", "tiny-b", "--runs", "2", "--warmup", "1", "--cache", str(zoo["cache"])]
-    assert bench.main(argv + ["--json"]) == 0
+    assert main(argv + ["--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert [(r["file"], r["origin"], r["threads"]) for r in rows] == [
         ("tiny-b_fp32.tflite", "converted", 1), (zoo["original"].name, "vendor", 1)]
     assert rows[0]["runs"] == 2 and rows[0]["lat_vs_vendor"] is not None and rows[1]["precision"] == "fp32"
-    assert bench.main(argv + ["--threads", "2"]) == 0
+    assert main(argv + ["--threads", "2"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("model") and "tiny-b_fp32.tflite" in out[2] and out[-1].startswith("note: machine")
-    assert bench.main([str(zoo["manifest"]), "--ids", "nope"]) == 2
+    assert main([str(zoo["manifest"]), "--ids", "nope"]) == 2
     assert "not in the manifest" in capsys.readouterr().err
-    assert bench.main([str(zoo["root"] / "missing.json")]) == 2
+    assert main([str(zoo["root"] / "missing.json")]) == 2

@@ -1,0 +1,53 @@
+"""The table `posezoo bench` prints (and `scripts/bench_report.py` turns into Markdown): its
+columns, one row's cells, the aligned text."""
+from __future__ import annotations
+
+
+def targets_text(targets: dict | None) -> str:
+    if not targets:
+        return ""
+    names = {"speed_1.5x_fp32_at_1_thread": "speed", "not_slower_than_vendor": "vendor", "size_0.3x_fp32": "size"}
+    return " ".join(f"{names[k]}:{'n/a' if v is None else ('ok' if v else 'MISS')}" for k, v in targets.items())
+
+
+def int8_choice_text(row: dict) -> str:
+    """q: share of ops quantized; w: share of weights stored in int8; a: activation bits."""
+    parts = []
+    if row.get("quantized_share") is not None:
+        parts.append(f"q={row['quantized_share']:.2f}")
+    if row.get("int8_weight_share") is not None:
+        parts.append(f"w={row['int8_weight_share']:.2f}")
+    if row.get("activation_bits"):
+        parts.append(f"a{row['activation_bits']}")
+    return " ".join(parts)
+
+
+def _f(x, fmt="{:.2f}", none="-"):
+    return none if x is None else fmt.format(x)
+
+
+COLUMNS = ["model", "file", "fmt/prec/origin", "thr", "median ms", "p90 ms", "peak MiB", "file MiB",
+           "lat/fp32", "size/fp32", "lat/vendor", "int8 choice", "targets"]
+
+
+def table_cells(row: dict) -> list[str]:
+    origin = row["origin"] if row["origin"] == "converted" else f"vendor:{row['vendor_source']}"
+    return [row["model"], row["file"], f"{row['format']}/{row['precision'] or '?'}/{origin}", str(row["threads"]),
+            _f(row["median_ms"], "{:.3f}") if not row.get("error") else "ERROR", _f(row["p90_ms"], "{:.3f}"),
+            _f(row["peak_mb"], "{:.1f}"), _f(row["file_mb"], "{:.2f}"), _f(row["lat_vs_fp32"]),
+            _f(row["size_vs_fp32"]), _f(row["lat_vs_vendor"]), int8_choice_text(row), targets_text(row["targets"])]
+
+
+def format_table(rows: list[dict]) -> str:
+    web = any("web_ms" in r for r in rows)
+    columns = COLUMNS + ["web ms"] if web else COLUMNS
+    cells = [columns] + [table_cells(r) + ([_f(r.get("web_ms"), "{:.1f}")] if web else []) for r in rows]
+    widths = [max(len(c[i]) for c in cells) for i in range(len(columns))]
+    numeric = {3, 4, 5, 6, 7, 8, 9, 10, len(COLUMNS)}
+    lines = []
+    for k, c in enumerate(cells):
+        lines.append("  ".join(x.rjust(w) if (i in numeric and k) else x.ljust(w)
+                               for i, (x, w) in enumerate(zip(c, widths))).rstrip())
+        if k == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
