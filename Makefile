@@ -34,7 +34,7 @@ FAMILIES ?= blazepose efficientpose
 build: $(STAMP)
 	$(VENV)/bin/posezoo build $(FAMILIES) --out $(OUT) --calibration-images $(SHARED)/images \
 		--mirror $(MIRROR) --keep-going
-	$(VENV)/bin/posezoo verify $(OUT)/manifest.json --mirror $(MIRROR)
+	$(VENV)/bin/posezoo verify $(OUT)/manifest.json --calibration-images $(SHARED)/images --mirror $(MIRROR)
 
 test: $(STAMP) $(WEB_STAMP)
 	POSEZOO_SHARED=$(abspath $(SHARED)) $(VENV)/bin/python -m pytest -q

@@ -5,7 +5,9 @@ people are: COCO-format JSON (any keypoint naming, matched by keypoint name) and
 JSON list. A folder without annotations counts every image as one person filling the frame.
 
 Every crop is an affine warp (a 2x3 matrix from input pixels to image pixels), so keypoints
-decoded in input pixels map back to the image with the same matrix.
+decoded in input pixels map back to the image with the same matrix. The crop rules, the warp and
+the preprocessing are the runtime loader's (zoo/loader.py), so parity feeds what a runtime feeds;
+the annotation files are read by converters/annotations.py.
 """
 from __future__ import annotations
 
@@ -13,60 +15,24 @@ import json
 import math
 import warnings
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from zoo.errors import PosezooError
+from zoo.loader import CROP_KINDS, LoaderError, crop_matrix, input_hw, warp  # noqa: F401 (input_hw, warp: for callers)
+from zoo.loader import to_tensor as loader_tensor
+
+from .annotations import Person
+from .annotations import read as read_annotations
+
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
-MPII_JOINTS = ["right_ankle", "right_knee", "right_hip", "left_hip", "left_knee", "left_ankle", "pelvis",
-               "thorax", "upper_neck", "head_top", "right_wrist", "right_elbow", "right_shoulder",
-               "left_shoulder", "left_elbow", "left_wrist"]
 
 
-class CalibrationError(ValueError):
+class CalibrationError(PosezooError):
     pass
-
-
-@dataclass
-class Person:
-    image: Path
-    box: tuple[float, float, float, float]  # x, y, w, h in image pixels
-    keypoints: dict[str, tuple[float, float]] = field(default_factory=dict)  # visible ones only
-
-
-def _coco_people(path: Path) -> list[Person]:
-    data = json.loads(path.read_text())
-    names = next(c["keypoints"] for c in data["categories"] if c.get("name") == "person")
-    files = {im["id"]: im["file_name"] for im in data["images"]}
-    people = []
-    for a in data["annotations"]:
-        kp = np.asarray(a.get("keypoints", []), dtype=float).reshape(-1, 3)
-        visible = {n: (float(x), float(y)) for n, (x, y, v) in zip(names, kp) if v > 0}
-        if "bbox" in a:
-            box = tuple(a["bbox"])
-        elif visible:
-            pts = np.array(list(visible.values()))
-            box = (*pts.min(0), *(pts.max(0) - pts.min(0)))
-        else:
-            continue
-        people.append(Person(path.parent / files[a["image_id"]], box, visible))
-    return people
-
-
-def _mpii_people(path: Path) -> list[Person]:
-    people = []
-    for a in json.loads(path.read_text()):
-        visible = {n: (float(x), float(y)) for n, (x, y), v in zip(MPII_JOINTS, a["joints"], a["joints_vis"]) if v}
-        people.append(Person(path.parent / a["image"], mpii_box(a["center"], a["scale"]), visible))
-    return people
-
-
-def mpii_box(center, scale: float) -> tuple[float, float, float, float]:
-    """The square person box (x, y, w, h) of an MPII annotation: `scale` is the person's height / 200 px."""
-    half = scale * 100.0
-    return (center[0] - half, center[1] - half, 2 * half, 2 * half)
 
 
 def find_people(folder: Path) -> list[Person]:
@@ -79,15 +45,12 @@ def find_people(folder: Path) -> list[Person]:
     annotated = set()
     for js in sorted(folder.rglob("*.json")):
         try:
-            data = json.loads(js.read_text())
+            annotations = read_annotations(js)
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise CalibrationError(f"annotation file {js} is not valid JSON: {e}") from e
-        if isinstance(data, dict) and "annotations" in data and "categories" in data:
-            found = _coco_people(js)
-        elif isinstance(data, list) and data and "joints" in data[0] and "center" in data[0]:
-            found = _mpii_people(js)
-        else:
+        if annotations is None:
             continue
+        found = annotations.people
         missing = sorted({str(p.image) for p in found if not p.image.is_file()})
         if missing:
             raise CalibrationError(f"annotation file {js} annotates people in {len(missing)} missing photo(s): "
@@ -132,71 +95,23 @@ def _reading(photo: Path):
         raise CalibrationError(f"photo {photo} cannot be read ({e}); replace it or remove it from the folder.") from e
 
 
-def _affine(center, x_axis, y_axis, width: int, height: int) -> np.ndarray:
-    """2x3 matrix mapping input pixel (x, y) to image pixel; axes are image vectors per input pixel."""
-    cx, cy = center
-    ax, ay = np.asarray(x_axis, float), np.asarray(y_axis, float)
-    origin = np.array([cx, cy]) - ax * width / 2 - ay * height / 2
-    return np.array([[ax[0], ay[0], origin[0]], [ax[1], ay[1], origin[1]]])
-
-
 def crop_transform(person: Person, crop: dict, width: int, height: int,
                    image_size: tuple[int, int]) -> np.ndarray | None:
-    """The input->image affine matrix for one person, or None when the crop cannot be made."""
-    kind = crop["kind"]
-    if kind == "rotated_roi":
-        kp = person.keypoints
-        need = crop["center_keypoints"] + crop["up_keypoints"]
-        if not all(n in kp for n in need):
-            return None
-        center = np.mean([kp[n] for n in crop["center_keypoints"]], axis=0)
-        up = np.mean([kp[n] for n in crop["up_keypoints"]], axis=0) - center
-        if np.linalg.norm(up) < 1e-6:
-            return None
-        radius = max(np.linalg.norm(np.asarray(p) - center) for p in kp.values())
-        side = 2.0 * radius * crop.get("expand", 1.25)
-        down = -up / np.linalg.norm(up)
-        right = np.array([down[1], -down[0]])  # the person's left-to-right, unmirrored (det > 0)
-        return _affine(center, right * side / width, down * side / height, width, height)
-    if kind == "box":
-        x, y, w, h = person.box
-        pad = crop.get("padding", 1.25)
-        aspect = width / height
-        w, h = (w, w / aspect) if w / max(h, 1e-6) > aspect else (h * aspect, h)
-        s = pad * w / width
-        return _affine((x + person.box[2] / 2, y + person.box[3] / 2), (s, 0), (0, s), width, height)
-    if kind == "whole_image":
-        w, h = image_size
-        x = y = 0.0
-        if crop.get("resize", "letterbox") == "stretch":
-            return _affine((x + w / 2, y + h / 2), (w / width, 0), (0, h / height), width, height)
-        s = max(w / width, h / height)
-        return _affine((x + w / 2, y + h / 2), (s, 0), (0, s), width, height)
-    raise CalibrationError(f"unknown crop kind {kind!r} (known: rotated_roi, box, whole_image)")
-
-
-def warp(image: Image.Image, matrix: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Sample the image at the input grid (bilinear, black padding); returns HxWx3 uint8 RGB."""
-    # Both PIL and our matrices use continuous coordinates with pixel centres at +0.5.
-    m = matrix
-    coeffs = (m[0, 0], m[0, 1], m[0, 2], m[1, 0], m[1, 1], m[1, 2])
-    out = image.convert("RGB").transform((width, height), Image.AFFINE, coeffs, resample=Image.BILINEAR,
-                                         fillcolor=(0, 0, 0))
-    return np.asarray(out, dtype=np.uint8)
+    """The input->image affine matrix of the loader's crop rule for one person (its box, its
+    visible keypoints), or None when that person's crop cannot be made (a rotated ROI without
+    its centre and up keypoints, or with them in one place): that person is skipped."""
+    if crop["kind"] not in CROP_KINDS:
+        raise CalibrationError(f"unknown crop kind {crop['kind']!r} (known: {', '.join(CROP_KINDS)})")
+    try:
+        return crop_matrix(crop, width, height, image_size, box=person.box, keypoints=person.keypoints)
+    except LoaderError:
+        return None
 
 
 def to_tensor(rgb: np.ndarray, spec: dict) -> np.ndarray:
-    """HxWx3 uint8 RGB -> the model's input tensor (batch 1) per the input spec."""
-    x = rgb[..., ::-1] if spec.get("color", "RGB") == "BGR" else rgb
-    dtype = spec["dtype"]
-    if dtype == "float32":
-        norm = spec.get("normalization", {"mean": [0, 0, 0], "std": [1, 1, 1]})
-        x = (x.astype(np.float32) - np.asarray(norm["mean"], np.float32)) / np.asarray(norm["std"], np.float32)
-    else:
-        x = x.astype(dtype)
-    if spec.get("layout", "NHWC") == "NCHW":
-        x = x.transpose(2, 0, 1)
-    return np.ascontiguousarray(x[None])
+    """HxWx3 uint8 RGB -> the model's input tensor (batch 1), as the input spec says: the
+    loader's preprocessing, for the model itself (its own dtype and layout, no quantization)."""
+    return loader_tensor(rgb, spec, {"dtype": spec["dtype"]}, spec.get("layout", "NHWC"))
 
 
 @dataclass
@@ -213,26 +128,22 @@ def parity_crop(model: dict) -> dict:
     return model.get("calibration_crop", model["input"]["crop"])
 
 
-def input_hw(spec: dict) -> tuple[int, int]:
-    shape = spec["shape"]
-    return (shape[1], shape[2]) if spec.get("layout", "NHWC") == "NHWC" else (shape[2], shape[3])
-
-
 def load_samples(folder: Path, spec: dict, crop: dict, limit: int | None = None) -> list[Sample]:
     """Person crops of `folder` preprocessed for a model with input `spec` and crop rule `crop`."""
     height, width = input_hw(spec)
     samples = []
-    images: dict[Path, Image.Image] = {}
+    images: dict[Path, np.ndarray] = {}
     for person in find_people(folder):
         if crop["kind"] == "whole_image" and person.image in images:
             continue  # one sample per frame for whole-frame models
         if person.image not in images:
             with _reading(person.image), Image.open(person.image) as im:
-                images[person.image] = im.convert("RGB")
-        matrix = crop_transform(person, crop, width, height, images[person.image].size)
+                images[person.image] = np.asarray(im.convert("RGB"))
+        photo = images[person.image]
+        matrix = crop_transform(person, crop, width, height, (photo.shape[1], photo.shape[0]))
         if matrix is None:
             continue
-        rgb = warp(images[person.image], matrix, width, height)
+        rgb = warp(photo, matrix, width, height)
         samples.append(Sample(person, matrix, to_tensor(rgb, spec)))
         if limit and len(samples) >= limit:
             break

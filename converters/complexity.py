@@ -51,30 +51,31 @@ def _attr(node, name):
     return next((a.i for a in node.attribute if a.name == name), 0)
 
 
-def int8_weight_share(path: Path) -> float:
-    """Share of an artifact's weights (constant tensors of 2+ dimensions: kernels, not biases or
-    shapes) stored as 8-bit integers. A file whose float layers hold most weights is barely INT8,
-    whatever share of its ops are integer."""
+def _share(weights) -> float:
+    """Share of the weights (constant tensors of 2+ dimensions: kernels, not biases or shapes)
+    stored as 8-bit integers, from (dtype, shape) pairs. A file whose float layers hold most
+    weights is barely INT8, whatever share of its ops are integer."""
     counts = {"int8": 0, "other": 0}
-
-    def add(dtype, shape):
+    for dtype, shape in weights:
         if len(shape) >= 2:
             counts["int8" if np.dtype(dtype).itemsize == 1 else "other"] += int(np.prod(shape))
-
-    if Path(path).suffix == ".onnx":
-        import onnx
-        from onnx import helper
-
-        for init in onnx.load(str(path)).graph.initializer:
-            add(helper.tensor_dtype_to_np_dtype(init.data_type), list(init.dims))
-    else:
-        from tensorflow.lite.tools import flatbuffer_utils
-
-        model = flatbuffer_utils.read_model(str(path))
-        types = {0: np.float32, 1: np.float16, 2: np.int32, 3: np.uint8, 4: np.int64, 7: np.int16, 9: np.int8}
-        for tensor in model.subgraphs[0].tensors:
-            buffer = model.buffers[tensor.buffer]
-            if buffer.data is not None and len(buffer.data) and tensor.type in types:
-                add(types[tensor.type], list(tensor.shape))
     total = counts["int8"] + counts["other"]
     return round(counts["int8"] / total, 4) if total else 0.0
+
+
+def onnx_int8_weight_share(path: Path) -> float:
+    import onnx
+    from onnx import helper
+
+    return _share((helper.tensor_dtype_to_np_dtype(init.data_type), list(init.dims))
+                  for init in onnx.load(str(path)).graph.initializer)
+
+
+def tflite_int8_weight_share(path: Path) -> float:
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model(str(path))
+    types = {0: np.float32, 1: np.float16, 2: np.int32, 3: np.uint8, 4: np.int64, 7: np.int16, 9: np.int8}
+    return _share((types[t.type], list(t.shape)) for t in model.subgraphs[0].tensors
+                  if model.buffers[t.buffer].data is not None and len(model.buffers[t.buffer].data)
+                  and t.type in types)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -40,6 +41,24 @@ def images_digest(folder: Path) -> str:
     folder = Path(folder)
     return _digest_files((p for p in folder.rglob("*") if p.is_file()
                           and (p.suffix.lower() in IMAGE_SUFFIXES or p.suffix == ".json")), folder)
+
+
+def photos_for(manifest: dict, given: Path | None, flag: str) -> Path:
+    """The photos to re-run a built manifest's models on (verify, serve, bench --web): `given`, or
+    $POSEZOO_CALIBRATION_IMAGES. The manifest names the build's photos by folder name and content
+    only (`build.calibration_images`), never by a path of the machine that built it."""
+    from .calibration import CalibrationError
+
+    given = given or os.environ.get("POSEZOO_CALIBRATION_IMAGES")
+    if given:
+        return Path(given)
+    recorded = [m["build"]["calibration_images"] for m in manifest["models"] if "calibration_images" in m.get("build", {})]
+    used = ""
+    if recorded and isinstance(recorded[0], str):  # a build before the photos were recorded by name and digest
+        used = f"; the build used {recorded[0]}"
+    elif recorded:
+        used = f"; the build used the folder {recorded[0]['name']!r} (photos sha256 {recorded[0]['sha256'][:12]}...)"
+    raise CalibrationError(f"pass {flag} DIR (or set POSEZOO_CALIBRATION_IMAGES): real photos of people{used}")
 
 
 def fingerprint(variant, original_sha256: str | None, vendor_sha256: list[str], opts, tools: dict,

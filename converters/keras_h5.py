@@ -12,8 +12,10 @@ import hashlib
 import json
 from pathlib import Path
 
+from zoo.errors import PosezooError
 
-class KerasFileError(ValueError):
+
+class KerasFileError(PosezooError):
     pass
 
 

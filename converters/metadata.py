@@ -22,14 +22,16 @@ def essentials(model: dict, precision: str) -> dict:
             "input": model["input"], "decoder": model["decoder"], "keypoints": model["keypoints"]["names"]}
 
 
-def embed(path: Path, info: dict) -> None:
-    """Embed `info` into the .onnx or .tflite file at `path` (rewritten atomically)."""
-    path = Path(path)
+def embed_onnx(path: Path, info: dict) -> None:
+    """Embed `info` into the .onnx file at `path` (rewritten atomically)."""
     with atomic_path(path) as tmp:
-        if path.suffix == ".onnx":
-            _embed_onnx(path, tmp, info)
-        else:
-            tmp.write_bytes(_embed_tflite(path.read_bytes(), info))
+        _embed_onnx(Path(path), tmp, info)
+
+
+def embed_tflite(path: Path, info: dict) -> None:
+    """Embed `info` into the .tflite file at `path` (rewritten atomically)."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(_embed_tflite(Path(path).read_bytes(), info))
 
 
 def _embed_onnx(src: Path, dst: Path, info: dict) -> None:

@@ -21,13 +21,16 @@ from pathlib import Path
 
 import numpy as np
 
+from zoo.errors import PosezooError
+
+from . import quiet
 from .fileio import atomic_copy
 from .tflite_names import name_outputs
 
 ONNX2TF_SAMPLE = "calibration_image_sample_data_20x128x128x3_float32.npy"
 
 
-class ConversionError(RuntimeError):
+class ConversionError(PosezooError):
     pass
 
 
@@ -111,6 +114,8 @@ def onnx_to_tflite(onnx_path: Path, out_dir: Path, stem: str, sample: np.ndarray
             shutil.rmtree(scratch / "saved_model", ignore_errors=True)
             proc = subprocess.run(cmd + ["-dsm"], cwd=scratch, env=env, capture_output=True, text=True,
                                   timeout=timeout)
+        if quiet.verbose():
+            sys.stderr.write(proc.stdout + proc.stderr)
         if proc.returncode != 0 or not fp32.exists() or not fp16.exists():
             tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-25:])
             raise ConversionError(f"onnx2tf failed on {onnx_path} (exit {proc.returncode}):\n{tail}")

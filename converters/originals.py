@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from zoo.errors import UsageError
+
 from .runtimes import open_runner
 
 
@@ -121,7 +123,7 @@ def open_original(variant, path: Path):
         name = FAMILY_MODULE[fmt]
         module = f"recipes.{variant.family}.{name}" if name else None
         return SandboxedOriginal(fmt, module, variant.variant, variant.recipe, path)
-    raise ValueError(f"{variant.id}: converting {fmt} originals is not supported yet; build the precisions "
+    raise UsageError(f"{variant.id}: converting {fmt} originals is not supported yet; build the precisions "
                      "the publisher's own files cover (posezoo list --json shows them), e.g. --precisions int8")
 
 

@@ -9,9 +9,15 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
+
+from zoo.decoders import decode, keypoint_errors
+
+from . import calibration
+from .runtimes import open_runner
 
 DEFAULT_THRESHOLDS = {
     "fp32": {"rel_err_max": 1e-4, "pck@0.01_min": 1.0},
@@ -93,10 +99,6 @@ class ParityReport:
                 "original_kernel_noise": self.noise_floor, "passed": self.passed, "failures": self.failures}
 
 
-def keypoint_errors(ref_kp: np.ndarray, out_kp: np.ndarray, size: float) -> np.ndarray:
-    return np.linalg.norm(ref_kp - out_kp, axis=-1) / size
-
-
 def heatmap_ties(decoder: dict, reference: dict[str, np.ndarray], candidate: dict[str, np.ndarray]) -> np.ndarray:
     """Per keypoint of a heatmap decoder: is the artifact's peak a different cell that, in the
     original's own heatmap, ties with the original's peak? (The same cell is no tie: its position,
@@ -127,9 +129,7 @@ def compare(reference_outputs: list[dict[str, np.ndarray]], candidate_outputs: l
     """Compare per-sample outputs of the original and an artifact (lists in the same order).
 
     `min_score`: the decoder's detection threshold, for decoders that report a keypoint below it
-    as not found (a heatmap's argmax on a flat, empty map is noise: its position is no answer).
-    A keypoint both sides report as not found agrees; where either side finds it, the positions
-    are compared (a score just across the threshold on one side is not a disagreement).
+    as not found; a keypoint both sides report as not found agrees (zoo.decoders.keypoint_errors).
     `decoder` (a heatmap decoder's spec): a keypoint whose artifact peak ties with the original's
     (`heatmap_ties`) agrees; `ties` reports the share of keypoints that this settled; a
     multi-person output's people are matched first (`match_instances`).
@@ -144,9 +144,7 @@ def compare(reference_outputs: list[dict[str, np.ndarray]], candidate_outputs: l
     errors, visible, settled = [], [], 0
     for r, c in zip(reference_outputs, aligned):
         (ref_xy, ref_scores), (out_xy, out_scores) = decode(r), decode(c)
-        err = keypoint_errors(ref_xy, out_xy, keypoint_scale)
-        if min_score is not None:
-            err = np.where((ref_scores >= min_score) | (out_scores >= min_score), err, 0.0)
+        err = keypoint_errors(ref_xy, ref_scores, out_xy, out_scores, {"min_score": min_score}, keypoint_scale)
         if decoder is not None:
             ties = heatmap_ties(decoder, r, c)
             if ties.size:
@@ -204,3 +202,63 @@ def apply_gate(report: ParityReport, thresholds: dict[str, float],
         if (kind == "max" and not value <= bound) or (kind == "min" and not value >= bound):
             report.failures.append(f"{metric} = {value:.6g} ({'>' if kind == 'max' else '<'} {bound:g})")
     return report
+
+
+@dataclass
+class ParityBench:
+    """Real inputs, the original's outputs on them and the decoder: what every parity check needs.
+
+    `model` is a recipe or a manifest entry (both carry `input` and `decoder`)."""
+
+    samples: list
+    feeds: list[dict[str, np.ndarray]]
+    reference: list[dict[str, np.ndarray]]
+    decoder: dict
+    keypoint_scale: float
+    progress: bool = False
+
+    @classmethod
+    def prepare(cls, original, model: dict, images: Path, limit: int | None = None,
+                progress: bool = False) -> "ParityBench":
+        """`original`: the model in its own framework (converters.originals)."""
+        spec = model["input"]
+        samples = calibration.load_samples(images, spec, calibration.parity_crop(model), limit)
+        feeds = [{spec["name"]: s.tensor} for s in samples]
+        reference = [original.run(f) for f in _bar(feeds, "original", progress)]
+        return cls(samples, feeds, reference, model["decoder"], float(max(calibration.input_hw(spec))), progress)
+
+    def kernel_noise(self, original) -> dict[str, float]:
+        """Per output, how far a TFLite original's default kernels (XNNPACK) are from its reference
+        kernels (max error / output range): the original's own float noise floor, below which a
+        `rel_err_max` gate does not demand (parity.apply_gate). Empty for originals with a single
+        kernel set (Keras, PyTorch, SavedModel)."""
+        runner = original.fast_runner()
+        if runner is None:
+            return {}
+        fast = [runner(f) for f in self.feeds]
+        return {name: float(tensor_metrics(np.stack([r[name] for r in self.reference]),
+                                                  np.stack([f[name] for f in fast]))["rel_err"])
+                for name in self.reference[0]}
+
+    def check(self, path: Path, thresholds: dict[str, float], reference_kernels: bool = True,
+              noise_floor: dict[str, float] | None = None) -> ParityReport:
+        """Run the artifact at `path` on the same inputs and gate it against the original.
+
+        `reference_kernels=False` runs TFLite on its fast kernels: for the INT8 search's trials,
+        where TFLite's reference integer kernels cost minutes per trial on BlazePose Heavy. A
+        trial only steers the search; the gate that decides publication always runs the chosen
+        file on the reference kernels."""
+        runner = open_runner(path, reference_kernels=reference_kernels)
+        outputs = [runner(f) for f in _bar(self.feeds, f"parity {Path(path).name}", self.progress)]
+        report = compare(self.reference, outputs, lambda o: decode(self.decoder, o), self.keypoint_scale,
+                                self.decoder.get("min_score"), self.decoder)
+        return apply_gate(report, thresholds, noise_floor)
+
+
+def _bar(items, desc: str, enabled: bool):
+    """A progress bar on stderr for interactive runs; plain iteration otherwise."""
+    import sys
+
+    from tqdm import tqdm
+
+    return tqdm(items, desc=desc, leave=False, disable=not enabled or not sys.stderr.isatty())

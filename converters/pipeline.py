@@ -6,10 +6,9 @@ and listed under `rejected` with their numbers; they are never published.
 """
 from __future__ import annotations
 
-import shutil
 import tempfile
 import time
-from contextlib import closing
+from contextlib import ExitStack, closing
 from dataclasses import dataclass, field, replace
 from importlib.metadata import version
 from pathlib import Path
@@ -17,20 +16,17 @@ from typing import Callable
 
 import numpy as np
 
-from . import calibration, parity
-from .complexity import complexity, int8_weight_share
-from .int8_search import search_float_prefix
-from .metadata import embed, essentials
-from .onnx_fp16 import onnx_to_fp16
-from .onnx_int8 import all_node_names, onnx_to_int8, output_head_nodes
-from .onnx_to_tflite import onnx2tf_sample, onnx_to_tflite
+from . import calibration, formats, parity
+from .complexity import complexity
+from .formats import Conversion
+from .metadata import essentials
 from .originals import TFLiteOriginal, open_original
-from .runtimes import fit_layout, open_runner, runtime_versions
+from .parity import ParityBench
+from .runtimes import open_runner, runtime_versions
 from .simplify import simplify
 from .sources import ResolvedFile, Resolver, SourceError, user_checkpoint
-from .tflite_int8 import float_op_order, saved_model_to_int8
 
-FORMATS = ("onnx", "tflite")
+FORMATS = tuple(formats.FORMATS)  # the default: every registered format
 REFERENCE_RUNTIME = {"tflite": "original in TFLite reference kernels", "keras": "original in tf_keras (TensorFlow)",
                      "torch": "original in PyTorch", "saved_model": "original SavedModel in TensorFlow"}
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -48,6 +44,10 @@ class BuildOptions:
     max_samples: int | None = None
     log: Callable[[str], None] = print
     progress: bool = True
+    calibration_set: dict | None = None  # {name, sha256} of the photos, as the manifest records them (build() sets it)
+    jobs: int = 1  # models built in parallel processes
+    force: bool = False  # rebuild models whose artifacts are up to date
+    keep_going: bool = False  # a model whose files cannot be had is listed, not an error
 
 
 @dataclass
@@ -55,6 +55,99 @@ class VariantResult:
     model: dict
     failures: list[str] = field(default_factory=list)
     seconds: float = 0.0
+
+
+@dataclass
+class BuildSummary:
+    """What `build` did: the models it built (their manifest entries), those it found up to date,
+    and every artifact not published, with the reason."""
+    manifest: Path
+    seconds: float
+    built: list[dict]
+    up_to_date: list[dict]
+    failures: list[str]
+
+    def to_dict(self) -> dict:
+        return {"manifest": str(self.manifest), "seconds": self.seconds, "built": [m["id"] for m in self.built],
+                "up_to_date": [m["id"] for m in self.up_to_date],
+                "artifacts": sum(len(m["artifacts"]) for m in self.built), "failures": self.failures,
+                "steps": {m["id"]: m["build"].get("steps", {}) for m in self.built}}
+
+
+def build(variants: list, opts: BuildOptions, resolver: Resolver) -> BuildSummary:
+    """Build `variants` (recipe Variants) into `opts.out`: resolve and verify their files, skip
+    those whose fingerprint and artifacts are unchanged (unless `opts.force`), build the rest in
+    `opts.jobs` processes, each into a staging folder, and publish each model as it finishes
+    (converters.publish: gated files onto published names, then the manifest)."""
+    from .fingerprint import fingerprint, images_digest, up_to_date
+    from .publish import Staging, check_writable, publish, recover
+    from zoo.manifest import read_manifest
+
+    out, log = Path(opts.out), opts.log
+    check_writable(out)
+    if recover(out):
+        log(f"completed an interrupted publication in {out}")
+    manifest_path = out / "manifest.json"
+    existing = {m["id"]: m for m in read_manifest(manifest_path)["models"]} if manifest_path.exists() else {}
+    start = time.time()
+    failures: list[str] = []
+    tools, images = tool_versions(), images_digest(opts.calibration_images)
+    # The manifest names the photos by folder name and content, not by this machine's path.
+    opts = replace(opts, calibration_set={"name": Path(opts.calibration_images).resolve().name, "sha256": images})
+    todo, fingerprints, unchanged = [], [], []
+    for v in variants:
+        fetch_start = time.time()
+        try:
+            original, vendor = resolve_inputs(v, resolver, opts.checkpoint, opts.precisions)
+        except SourceError as e:
+            if not opts.keep_going:
+                raise
+            failures.append(f"{v.id}: not built, its files cannot be had: {e}")  # e.g. a family's --checkpoint-only ids
+            continue
+        if original is not None:
+            v = v.for_original(original.sha256)  # an alternative original (a pinned TFLite) converts as its own format
+            log(f"[{v.id}] original: {original.describe()}")
+        fp = fingerprint(v, original.sha256 if original else None, [f.sha256 for f in vendor.values()], opts,
+                         tools, images)
+        if not opts.force and up_to_date(existing.get(v.id), fp, out):
+            log(f"[{v.id}] up to date: same recipe, originals, photos, options, tools and code as its "
+                f"artifacts in {out} (--force rebuilds)")
+            unchanged.append(existing[v.id])
+            continue
+        todo.append((v, original, vendor))
+        fingerprints.append((fp, round(time.time() - fetch_start, 2)))
+    built = []
+    with ExitStack() as stack:  # staging folders: removed however the build ends
+        stagings = [stack.enter_context(Staging(out, v.id)) for v, _, _ in todo]
+        # Published as each model finishes: a crash keeps the models already done.
+        for k, result in _run_jobs(todo, [s.path for s in stagings], opts):
+            fp, fetch_seconds = fingerprints[k]
+            result.model["build"]["fingerprint"] = fp
+            result.model["build"].setdefault("steps", {})["fetch"] = fetch_seconds
+            publish(out, stagings[k], result.model, version("posezoo"))
+            stagings[k].close()
+            built.append(result.model)
+            failures.extend(result.failures)
+    failures += [f"{m['id']} {r['format']}/{r['precision']}: {r['reason']} (unchanged since the last build)"
+                 for m in unchanged for r in m.get("rejected", [])]
+    return BuildSummary(manifest_path, round(time.time() - start, 1), built, unchanged, failures)
+
+
+def _run_jobs(inputs, stagings: list[Path], opts: BuildOptions):
+    """Build each (variant, original, vendor files) into its staging folder, in `opts.jobs`
+    processes; yields (index, result) as each finishes."""
+    if opts.jobs <= 1 or len(inputs) <= 1:
+        for k, (v, original, vendor) in enumerate(inputs):
+            yield k, build_variant(v, original, opts, stagings[k], vendor)
+        return
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    opts = replace(opts, log=print)  # a worker's log goes to its stdout
+    with ProcessPoolExecutor(max_workers=opts.jobs) as pool:
+        futures = {pool.submit(build_variant, v, original, opts, stagings[k], vendor): k
+                   for k, (v, original, vendor) in enumerate(inputs)}
+        for future in as_completed(futures):
+            yield futures[future], future.result()
 
 
 def _lap(steps: dict[str, float], name: str, since: float) -> float:
@@ -166,14 +259,14 @@ def _publish_vendor_int8(variant, file: ResolvedFile, opts: BuildOptions, model:
     semantics = quantized_tflite_to_onnx(file.path, onnx_path)
     if not model.get("complexity"):
         model["complexity"] = complexity(onnx_path)
-    embed(onnx_path, essentials(model, "int8"))
+    formats.get("onnx").embed(onnx_path, essentials(model, "int8"))
     report = bench.check(onnx_path, variant.thresholds["int8"], reference_kernels=False)
     log(f"[{variant.id}] onnx/int8 (from vendor): {_verdict(report)}")
     parity_entry = _parity_entry(report, opts, reference)
     extra = {"quantization": {"source": f"the publisher's INT8 TFLite {file.path.name} (sha256 {file.sha256})",
                               "integer_semantics": semantics}}
     model.setdefault("build", {"seconds": 0.0, "samples": len(bench.samples),
-                               "calibration_images": str(opts.calibration_images)})
+                               "calibration_images": opts.calibration_set})
     if report.passed:
         model["artifacts"].append(_artifact_entry(out_dir, onnx_path, "onnx", "int8", parity_entry, extra,
                                                   recipe["input"]))
@@ -209,30 +302,17 @@ def _build_converted(variant, original: ResolvedFile, opts: BuildOptions, out_di
         raw_onnx = work / "raw.onnx"
         reference.to_onnx(raw_onnx)
         reference.close()  # the original's part is done: stop its sandboxed process now
-        published_fp32 = "onnx" in opts.formats and "fp32" in opts.precisions
-        fp32_onnx = (out_dir if published_fp32 else work) / f"{variant.id}_fp32.onnx"
+        fp32_onnx = work / f"{variant.id}_fp32.onnx"
         simplify(raw_onnx, fp32_onnx)
         model["complexity"] = complexity(fp32_onnx)
-        if "onnx" in opts.formats:
-            if "fp32" in opts.precisions:
-                candidates["onnx", "fp32"] = fp32_onnx
-            if "fp16" in opts.precisions:
-                candidates["onnx", "fp16"] = onnx_to_fp16(fp32_onnx, out_dir / f"{variant.id}_fp16.onnx")
-        saved_model = None
-        if "tflite" in opts.formats:
-            log(f"[{variant.id}] onnx2tf -> TFLite FP32/FP16")
-            rgb = [_to_rgb(s.tensor, spec) for s in samples]
-            tfl = onnx_to_tflite(fp32_onnx, work, variant.id, onnx2tf_sample(rgb),
-                                 keep_nhwc_inputs=spec["layout"] == "NHWC")
-            saved_model = tfl.saved_model
-            tflite_input_shape = open_runner(tfl.fp32).inputs[0]["shape"]  # NHWC, also for NCHW models
-            for precision, path in (("fp32", tfl.fp32), ("fp16", tfl.fp16)):
-                if precision in opts.precisions:
-                    candidates["tflite", precision] = shutil.move(path, out_dir / path.name)
+        conversion = Conversion(variant.id, fp32_onnx, work, out_dir, opts.precisions, spec,
+                                [_to_rgb(s.tensor, spec) for s in samples], feeds, variant.int8_options, log)
+        for fmt in opts.formats:
+            for precision, path in formats.get(fmt).convert(conversion).items():
+                candidates[fmt, precision] = path
         lap = _lap(steps, "convert", lap)
         if "int8" in opts.precisions:
             thresholds = variant.thresholds["int8"]
-            int8 = variant.int8_options
 
             def evaluate(path: Path) -> float:
                 try:
@@ -241,32 +321,15 @@ def _build_converted(variant, original: ResolvedFile, opts: BuildOptions, out_di
                     log(f"[{variant.id}] {Path(path).name}: the runtime cannot run this trial: {_first_line(e)}")
                     return 0.0
 
-            if "onnx" in opts.formats:
-                log(f"[{variant.id}] ONNX INT8 (static QDQ, {int8['method']}) with mixed-precision search")
-                target = out_dir / f"{variant.id}_int8.onnx"
-                result = search_float_prefix(
-                    all_node_names(fp32_onnx),
-                    lambda nodes: onnx_to_int8(fp32_onnx, target, feeds, int8["method"], nodes),
-                    evaluate, 1.0, max_float_share=int8["max_float_share"],
-                    always_float=output_head_nodes(fp32_onnx))
-                _record_int8(candidates, extra, ("onnx", "int8"), result, target, int8, log, variant.id)
-            if "tflite" in opts.formats:
-                log(f"[{variant.id}] TFLite INT8 (TFLiteConverter, io {int8['io_dtype']}) with mixed-precision search")
-                target = out_dir / f"{variant.id}_int8.tflite"
-                calib = [fit_layout(f[spec["name"]], tflite_input_shape) for f in feeds]
-                order, heads = float_op_order(saved_model)
-                onnx_outputs = [o["name"] for o in open_runner(fp32_onnx).io_details()["outputs"]]
-                result = search_float_prefix(
-                    order, lambda nodes: saved_model_to_int8(saved_model, target, calib, onnx_outputs, int8["io_dtype"],
-                                                             nodes),
-                    evaluate, 1.0, max_float_share=int8["max_float_share"], always_float=heads)
-                _record_int8(candidates, extra, ("tflite", "int8"), result, target, int8, log, variant.id)
+            for fmt in opts.formats:
+                _record_int8(candidates, extra, fmt, formats.get(fmt).quantize(conversion, evaluate), log, variant.id)
 
         lap = _lap(steps, "quantize", lap)
         failures = []
-        for (fmt, precision), path in sorted(candidates.items(), key=lambda kv: (FORMATS.index(kv[0][0]),
+        order = list(formats.FORMATS)
+        for (fmt, precision), path in sorted(candidates.items(), key=lambda kv: (order.index(kv[0][0]),
                                                                                  PRECISIONS.index(kv[0][1]))):
-            embed(path, essentials(model, precision))
+            formats.get(fmt).embed(path, essentials(model, precision))
             try:
                 report = bench.check(path, variant.thresholds[precision], noise_floor=noise)
             except RuntimeError as e:
@@ -298,7 +361,7 @@ def _build_converted(variant, original: ResolvedFile, opts: BuildOptions, out_di
                            for key, file in (compare_with or {}).items()]
         _lap(steps, "parity", lap)
     model["build"] = {"seconds": round(time.time() - start, 1), "steps": steps, "samples": len(samples),
-                      "calibration_images": str(opts.calibration_images),
+                      "calibration_images": opts.calibration_set,
                       "original_kernel_noise_rel_err": {k: float(f"{v:.3g}") for k, v in noise.items()}}
     if publisher_files:
         model["build"]["publisher_files"] = publisher_files
@@ -319,68 +382,6 @@ def _measure_publisher_file(variant, key: tuple[str, str], file: ResolvedFile, b
             "bytes": file.bytes, "parity": _rounded(report.to_dict())}
 
 
-@dataclass
-class ParityBench:
-    """Real inputs, the original's outputs on them and the decoder: what every parity check needs.
-
-    `model` is a recipe or a manifest entry (both carry `input` and `decoder`)."""
-
-    samples: list
-    feeds: list[dict[str, np.ndarray]]
-    reference: list[dict[str, np.ndarray]]
-    decoder: dict
-    keypoint_scale: float
-    progress: bool = False
-
-    @classmethod
-    def prepare(cls, original, model: dict, images: Path, limit: int | None = None,
-                progress: bool = False) -> "ParityBench":
-        """`original`: the model in its own framework (converters.originals)."""
-        spec = model["input"]
-        samples = calibration.load_samples(images, spec, calibration.parity_crop(model), limit)
-        feeds = [{spec["name"]: s.tensor} for s in samples]
-        reference = [original.run(f) for f in _bar(feeds, "original", progress)]
-        return cls(samples, feeds, reference, model["decoder"], float(max(calibration.input_hw(spec))), progress)
-
-    def kernel_noise(self, original) -> dict[str, float]:
-        """Per output, how far a TFLite original's default kernels (XNNPACK) are from its reference
-        kernels (max error / output range): the original's own float noise floor, below which a
-        `rel_err_max` gate does not demand (parity.apply_gate). Empty for originals with a single
-        kernel set (Keras, PyTorch, SavedModel)."""
-        runner = original.fast_runner()
-        if runner is None:
-            return {}
-        fast = [runner(f) for f in self.feeds]
-        return {name: float(parity.tensor_metrics(np.stack([r[name] for r in self.reference]),
-                                                  np.stack([f[name] for f in fast]))["rel_err"])
-                for name in self.reference[0]}
-
-    def check(self, path: Path, thresholds: dict[str, float], reference_kernels: bool = True,
-              noise_floor: dict[str, float] | None = None) -> parity.ParityReport:
-        """Run the artifact at `path` on the same inputs and gate it against the original.
-
-        `reference_kernels=False` runs TFLite on its fast kernels: for the INT8 search's trials,
-        where TFLite's reference integer kernels cost minutes per trial on BlazePose Heavy. A
-        trial only steers the search; the gate that decides publication always runs the chosen
-        file on the reference kernels."""
-        from zoo.decoders import decode
-
-        runner = open_runner(path, reference_kernels=reference_kernels)
-        outputs = [runner(f) for f in _bar(self.feeds, f"parity {Path(path).name}", self.progress)]
-        report = parity.compare(self.reference, outputs, lambda o: decode(self.decoder, o), self.keypoint_scale,
-                                self.decoder.get("min_score"), self.decoder)
-        return parity.apply_gate(report, thresholds, noise_floor)
-
-
-def _bar(items, desc: str, enabled: bool):
-    """A progress bar on stderr for interactive runs; plain iteration otherwise."""
-    import sys
-
-    from tqdm import tqdm
-
-    return tqdm(items, desc=desc, leave=False, disable=not enabled or not sys.stderr.isatty())
-
-
 def _gate_score(report: parity.ParityReport, thresholds: dict) -> float:
     """1.0 when the gate passes, else the worst ratio of a metric to its bound (for the log)."""
     if report.passed:
@@ -390,18 +391,17 @@ def _gate_score(report: parity.ParityReport, thresholds: dict) -> float:
     return min(ratios, default=0.0)
 
 
-def _record_int8(candidates, extra, key, result, target, int8, log, model_id) -> None:
+def _record_int8(candidates, extra, fmt: str, built: formats.Int8Build, log, model_id) -> None:
     info = {"quantization": {"weights": "int8 per-channel (symmetric)", "activations": "int8",
-                             "calibration": int8["method"] if key[0] == "onnx" else "minmax (TFLiteConverter)",
-                             **result.to_dict()}}
-    extra[key] = info
-    log(f"[{model_id}] {key[0]}/int8 search: " + ", ".join(
-        f"float {t.float_steps}/16 -> {'pass' if t.passed else 'fail'} ({t.score:.3f})" for t in result.trials))
-    if result.path is not None:
-        candidates[key] = target
-        info["quantization"]["int8_weight_share"] = int8_weight_share(target)
+                             "calibration": built.calibration, **built.result.to_dict()}}
+    extra[fmt, "int8"] = info
+    log(f"[{model_id}] {fmt}/int8 search: " + ", ".join(
+        f"float {t.float_steps}/16 -> {'pass' if t.passed else 'fail'} ({t.score:.3f})" for t in built.result.trials))
+    if built.result.path is not None:
+        candidates[fmt, "int8"] = built.path
+        info["quantization"]["int8_weight_share"] = formats.get(fmt).int8_weight_share(built.path)
     else:
-        Path(target).unlink(missing_ok=True)
+        Path(built.path).unlink(missing_ok=True)
 
 
 def _to_rgb(tensor: np.ndarray, spec: dict) -> np.ndarray:
@@ -425,7 +425,7 @@ def _verdict(report: parity.ParityReport) -> str:
 
 def _parity_entry(report: parity.ParityReport, opts: BuildOptions, reference: str) -> dict:
     """An artifact's `parity` in the manifest: the report, the images and what it was compared with."""
-    return {**_rounded(report.to_dict()), "images": str(opts.calibration_images), "reference": reference}
+    return {**_rounded(report.to_dict()), "images": opts.calibration_set["name"], "reference": reference}
 
 
 def _rounded(d):
@@ -456,14 +456,7 @@ def _artifact_entry(out_dir: Path, path: Path, fmt: str, precision: str, parity_
     io = runner.io_details()
     same = list(io["inputs"][0]["shape"]) == list(spec["shape"])
     layout = spec["layout"] if same else {"NCHW": "NHWC", "NHWC": "NCHW"}[spec["layout"]]
-    if fmt == "onnx":
-        import onnx
-
-        m = onnx.load(str(path), load_external_data=False)
-        info = {"opset": next(o.version for o in m.opset_import if o.domain in ("", "ai.onnx")),
-                "ir_version": m.ir_version}
-    else:
-        info = {"tflite_schema_version": 3}
+    info = formats.get(fmt).info(path)
     return {"format": fmt, "precision": precision, "path": str(path.relative_to(out_dir.parent)),
             "sha256": sha256_of(path), "bytes": path.stat().st_size, "origin": origin,
             "input_layout": layout, "io": io, "format_info": info, **extra, "parity": parity_entry,

@@ -28,6 +28,7 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
+from zoo.errors import PosezooError
 from zoo.manifest import empty_manifest, read_manifest, upsert_model, validate, write_manifest
 
 STAGING = ".staging"
@@ -35,7 +36,7 @@ JOURNAL = ".publish.json"
 LOCK = ".posezoo.lock"
 
 
-class PublishError(ValueError):
+class PublishError(PosezooError):
     """The output folder cannot be used (not writable, full); the message says which and what to do."""
 
 

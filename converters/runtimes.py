@@ -1,8 +1,10 @@
-"""Run an ONNX or TFLite file on float inputs, with (de)quantization of integer I/O handled here.
+"""An ONNX or TFLite file seen in float, as parity compares it with the original.
 
-Inputs are given as the float (or integer) tensor the input spec describes; a quantized model
-input is quantized with the model's own scale/zero-point, and quantized outputs come back
-dequantized, so every runner answers in the same units as the original.
+The file runs in posezoo's one runtime (zoo/runtime.py). Inputs are given as the float (or
+integer) tensor the input spec describes, in the model's layout: they are moved to the file's
+layout (onnx2tf turns NCHW models into NHWC ones) and quantized with the file's own scale and
+zero point where its input is quantized; quantized outputs come back dequantized, so every file
+answers in the same units as the original.
 """
 from __future__ import annotations
 
@@ -10,127 +12,67 @@ from pathlib import Path
 
 import numpy as np
 
-
-def _quantize(x: np.ndarray, dtype, scale: float, zero_point: int) -> np.ndarray:
-    info = np.iinfo(dtype)
-    return np.clip(np.round(x / scale) + zero_point, info.min, info.max).astype(dtype)
+from zoo.loader import dequantize, quantize
+from zoo.runtime import open_runtime
 
 
 def fit_layout(x: np.ndarray, shape) -> np.ndarray:
-    """`x` in the layout the artifact expects: as is, or NCHW -> NHWC (onnx2tf turns NCHW models
-    into NHWC ones)."""
-    shape = tuple(int(d) for d in shape)
-    if x.ndim == 4 and x.shape != shape and x.transpose(0, 2, 3, 1).shape == shape:
-        return np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    """`x` in the layout the file expects: as is, or NCHW <-> NHWC where only that fits."""
+    shape = tuple(int(d) if isinstance(d, (int, np.integer)) else -1 for d in shape)
+    if x.ndim != 4 or len(shape) != 4 or _fits(x.shape, shape):
+        return x
+    for axes in ((0, 2, 3, 1), (0, 3, 1, 2)):
+        if _fits(x.transpose(axes).shape, shape):
+            return np.ascontiguousarray(x.transpose(axes))
     return x
 
 
-class TFLiteRunner:
-    """`reference_kernels`: TFLite's reference op implementations, no XNNPACK. Parity uses them on
-    both sides: XNNPACK's own float rounding differs from the reference by up to 1.8e-4 of the
-    output range on BlazePose's segmentation logits, above the FP32 gate."""
+def _fits(have, want) -> bool:
+    return all(w < 0 or h == w for h, w in zip(have, want))
 
-    def __init__(self, path: Path, threads: int = 1, reference_kernels: bool = False):
-        from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-        self.path = Path(path)
-        resolver = OpResolverType.BUILTIN_REF if reference_kernels else OpResolverType.AUTO
-        self.interpreter = Interpreter(model_path=str(path), num_threads=threads,
-                                       experimental_op_resolver_type=resolver)
-        self.interpreter.allocate_tensors()
-        self.inputs = self.interpreter.get_input_details()
-        self.outputs = self.interpreter.get_output_details()
+class FloatRunner:
+    """`runtime`: a zoo.runtime runtime. Call it with {input name: array} (a single input also by
+    position); it returns {output name: float32 array}."""
+
+    def __init__(self, runtime):
+        self.runtime = runtime
 
     @property
-    def input_names(self) -> list[str]:
-        return [d["name"] for d in self.inputs]
+    def inputs(self) -> list[dict]:
+        return self.runtime.inputs
 
     def io_details(self) -> dict:
-        """dtype and quantization (scale, zero_point; None when float) of every input and output,
-        and its key in the file's signature where it has one: signature-based runtimes (LiteRT.js,
-        LiteRT's CompiledModel) know tensors by that key (`output_0`), the interpreter by name."""
-        keys = self._signature_keys()
+        return self.runtime.io_details()
 
-        def describe(d):
-            scale, zp = d["quantization"]
-            q = {"scale": float(scale), "zero_point": int(zp)} if scale else None
-            entry = {"name": d["name"], "dtype": np.dtype(d["dtype"]).name, "shape": d["shape"].tolist(),
-                     "quantization": q}
-            return {**entry, "signature_key": keys[d["index"]]} if d["index"] in keys else entry
-        return {"inputs": [describe(d) for d in self.inputs], "outputs": [describe(d) for d in self.outputs]}
-
-    def _signature_keys(self) -> dict[int, str]:
-        """{tensor index: key} of the file's only signature; empty without exactly one."""
-        signatures = self.interpreter.get_signature_list()
-        if len(signatures) != 1:
-            return {}
-        runner = self.interpreter.get_signature_runner(next(iter(signatures)))
-        details = {**runner.get_input_details(), **runner.get_output_details()}
-        return {d["index"]: key for key, d in details.items()}
+    def raw_inputs(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """`feeds` as the file takes them: its layout, its dtype, quantized where it is."""
+        raw = {}
+        for k, d in enumerate(self.runtime.inputs):
+            x = fit_layout(np.asarray(feeds[d["name"]] if d["name"] in feeds else list(feeds.values())[k]),
+                           d["shape"])
+            q = d["quantization"]
+            if q and np.issubdtype(np.dtype(d["dtype"]), np.integer) and np.issubdtype(x.dtype, np.floating):
+                x = quantize(x, d["dtype"], q["scale"], q["zero_point"])
+            raw[d["name"]] = x.astype(d["dtype"], copy=False)
+        return raw
 
     def __call__(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        for d in self.inputs:
-            x = fit_layout(feeds[d["name"]] if d["name"] in feeds else next(iter(feeds.values())), d["shape"])
-            scale, zp = d["quantization"]
-            if np.issubdtype(d["dtype"], np.integer) and scale and np.issubdtype(x.dtype, np.floating):
-                x = _quantize(x, d["dtype"], scale, zp)
-            self.interpreter.set_tensor(d["index"], x.astype(d["dtype"], copy=False))
-        self.interpreter.invoke()
-        out = {}
-        for d in self.outputs:
-            y = self.interpreter.get_tensor(d["index"])
-            scale, zp = d["quantization"]
-            if scale and np.issubdtype(y.dtype, np.integer):
-                y = (y.astype(np.float32) - zp) * scale
-            out[d["name"]] = y.astype(np.float32, copy=False)
-        return out
+        outputs = self.runtime(self.raw_inputs(feeds))
+        result = {}
+        for d in self.runtime.outputs:
+            y, q = outputs[d["name"]], d["quantization"]
+            y = dequantize(y, q["scale"], q["zero_point"]) if q and np.issubdtype(y.dtype, np.integer) else y
+            result[d["name"]] = np.asarray(y, dtype=np.float32)
+        return result
 
 
-class OnnxRunner:
-    def __init__(self, path: Path, threads: int = 1):
-        import onnxruntime as ort
-
-        self.path = Path(path)
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        opts.log_severity_level = 3
-        try:
-            self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        except Exception as e:  # onnxruntime's own exception types derive from Exception only
-            raise RuntimeError(f"onnxruntime cannot load {Path(path).name}: {e}") from e
-
-    @property
-    def input_names(self) -> list[str]:
-        return [i.name for i in self.session.get_inputs()]
-
-    def io_details(self) -> dict:
-        types = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(int8)": "int8",
-                 "tensor(uint8)": "uint8", "tensor(int32)": "int32"}
-        def describe(v):
-            return {"name": v.name, "dtype": types.get(v.type, v.type), "shape": list(v.shape), "quantization": None}
-        return {"inputs": [describe(v) for v in self.session.get_inputs()],
-                "outputs": [describe(v) for v in self.session.get_outputs()]}
-
-    def __call__(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        names = self.input_names
-        if set(feeds) != set(names) and len(names) == 1:
-            feeds = {names[0]: next(iter(feeds.values()))}
-        try:
-            outs = self.session.run(None, feeds)
-        except Exception as e:
-            raise RuntimeError(f"onnxruntime cannot run {self.path.name}: {e}") from e
-        return {o.name: np.asarray(y, dtype=np.float32) for o, y in zip(self.session.get_outputs(), outs)}
-
-
-def open_runner(path: Path, threads: int = 1, reference_kernels: bool = False):
-    """A runner for an .onnx or .tflite file."""
-    suffix = Path(path).suffix
-    if suffix == ".onnx":
-        return OnnxRunner(path, threads)
-    if suffix == ".tflite":
-        return TFLiteRunner(path, threads, reference_kernels)
-    raise ValueError(f"{path}: no runtime for {suffix!r} files (expected .onnx or .tflite)")
+def open_runner(path: Path, threads: int = 1, reference_kernels: bool = False) -> FloatRunner:
+    """The float view of an .onnx or .tflite file (`reference_kernels`: TFLite's reference op
+    implementations, no XNNPACK; parity uses them on both sides: XNNPACK's own float rounding
+    differs from the reference by up to 1.8e-4 of the output range on BlazePose's segmentation
+    logits, above the FP32 gate)."""
+    return FloatRunner(open_runtime(path, threads, reference_kernels))
 
 
 def runtime_versions() -> dict[str, str]:

@@ -7,8 +7,9 @@ The parent starts `python -m converters.sandbox REQUESTS_FD REPLIES_FD SCRATCH` 
 its own; the child's stdout and stderr (TensorFlow's logs) go to an unlinked file that the parent
 quotes when the child dies, so they cannot garble the protocol. The child points TMPDIR, HOME and
 the frameworks' caches into SCRATCH and restricts itself before importing anything but the
-standard library (Landlock and seccomp bind the calling thread and what it starts later, and
-numpy's BLAS starts threads on import); it reports what it applied before it reads a request:
+standard library and zoo.errors (Landlock and seccomp bind the calling thread and what it starts
+later, and numpy's BLAS starts threads on import); it reports what it applied before it reads a
+request:
 
 - Landlock: every write-type filesystem right is handled and granted only beneath SCRATCH
   (regular files and folders: no links, FIFOs, sockets or devices) and on /dev/null; reading stays
@@ -46,17 +47,18 @@ import traceback
 import weakref
 from pathlib import Path
 
+from zoo.errors import PosezooError
+
 UNSANDBOXED_ENV = "POSEZOO_UNSANDBOXED_ORIGINALS"
 MAX_FRAME = 256 << 20  # one array or header; model inputs and outputs are a few MB
 LOG_TAIL = 3000  # characters of the child's log quoted when it dies
 
 # Errors a caller handles by class (the CLI: exit 2 with the message), re-raised as themselves.
 EXPECTED_ERRORS = {"SavedModelError": "converters.saved_model", "KerasFileError": "converters.keras_h5",
-                   "CheckpointError": "recipes.torch_checkpoint", "SandboxError": "converters.sandbox",
-                   "ValueError": "builtins"}
+                   "CheckpointError": "recipes.torch_checkpoint", "SandboxError": "converters.sandbox"}
 
 
-class SandboxError(RuntimeError):
+class SandboxError(PosezooError):
     """The sandbox cannot be set up, its child died or broke the protocol, or the original failed
     there in an unexpected way (the child's traceback is in the message)."""
 

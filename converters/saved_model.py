@@ -20,6 +20,8 @@ from __future__ import annotations
 import tarfile
 from pathlib import Path
 
+from zoo.errors import PosezooError
+
 MAX_UNPACKED_BYTES = 512 << 20  # Google's MoveNet SavedModels are 10-40 MB
 MAX_MEMBERS = 10_000
 
@@ -80,7 +82,7 @@ ALLOWED_OPS = frozenset().union(*ALLOWED_OP_GROUPS.values())
 INIT_OP_SIGNATURE = "__saved_model_init_op"
 
 
-class SavedModelError(ValueError):
+class SavedModelError(PosezooError):
     pass
 
 

@@ -25,11 +25,13 @@ from pathlib import Path
 
 import requests
 
+from zoo.errors import PosezooError
+
 CHUNK = 1 << 20
 MAX_DOWNLOAD = 512 << 20  # bytes, for a file whose recipe names no size
 
 
-class SourceError(RuntimeError):
+class SourceError(PosezooError):
     """A file could not be resolved or failed verification; the message says what to do."""
 
 

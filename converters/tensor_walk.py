@@ -30,13 +30,14 @@ from pathlib import Path
 
 import numpy as np
 
+from zoo.runtime import OnnxRuntime, TFLiteRuntime
+
+from .runtimes import FloatRunner
+
 _MAX_DEPTH = 32  # ONNX nodes between a TFLite op's matched inputs and its output (rewrites add ~15)
 _TFLITE_TYPES = {name: np.dtype(name.lower()) for name in
                  ("FLOAT32", "FLOAT16", "FLOAT64", "INT8", "UINT8", "INT16", "UINT16", "INT32", "UINT32", "INT64")}
 _TFLITE_TYPES["BOOL"] = np.dtype(bool)
-_ORT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
-              "tensor(uint8)": np.uint8, "tensor(int8)": np.int8, "tensor(int32)": np.int32,
-              "tensor(int64)": np.int64, "tensor(bool)": np.bool_}
 
 
 def first_departures(tflite_path: Path, onnx_path: Path, feeds, max_report: int = 5, *, steps: float = 1.0,
@@ -81,7 +82,7 @@ def walk(tflite_path: Path, onnx_path: Path, feeds, *, steps: float = 1.0, rel_t
     with tempfile.TemporaryDirectory() as tmp:
         exposed = Path(tmp) / "all_tensors.tflite"
         _expose_tflite_tensors(tflite_path, exposed, [t for op in ops for t in op["outputs"]])
-        tflite_model = _TfliteRunner(exposed, reference_kernels)
+        tflite_model = _tflite_runner(exposed, reference_kernels)
         pairs, unmatched = None, []
         for feed in feeds:  # one feed at a time: only running statistics are kept
             tfl, onx = tflite_model(feed), onnx_model(feed)
@@ -152,27 +153,15 @@ def _expose_tflite_tensors(path: Path, out: Path, indices: list[int]) -> None:
     flatbuffer_utils.write_model(model, str(out))
 
 
-class _TfliteRunner:
-    def __init__(self, path: Path, reference_kernels: bool):
-        from ai_edge_litert.interpreter import Interpreter, OpResolverType
+def _tflite_runner(path: Path, reference_kernels: bool):
+    """Run the exposed file; every op output by tensor index (names need not be unique)."""
+    runtime = TFLiteRuntime(path, reference_kernels=reference_kernels)
+    fit = FloatRunner(runtime).raw_inputs
 
-        resolver = OpResolverType.BUILTIN_REF if reference_kernels else OpResolverType.AUTO
-        self.interpreter = Interpreter(model_path=str(path), num_threads=1, experimental_op_resolver_type=resolver)
-        self.interpreter.allocate_tensors()
-        self.inputs, self.outputs = self.interpreter.get_input_details(), self.interpreter.get_output_details()
-
-    def __call__(self, feed: dict) -> dict[int, np.ndarray]:
-        for k, d in enumerate(self.inputs):
-            x = np.asarray(feed[d["name"]] if d["name"] in feed else list(feed.values())[k])
-            if x.ndim == 4 and x.shape != tuple(d["shape"]) and x.transpose(0, 2, 3, 1).shape == tuple(d["shape"]):
-                x = x.transpose(0, 2, 3, 1)
-            scale, zero_point = d["quantization"]
-            if np.issubdtype(d["dtype"], np.integer) and scale and x.dtype.kind == "f":
-                info = np.iinfo(d["dtype"])
-                x = np.clip(np.round(x / scale) + zero_point, info.min, info.max)
-            self.interpreter.set_tensor(d["index"], x.astype(d["dtype"], copy=False))
-        self.interpreter.invoke()
-        return {d["index"]: self.interpreter.get_tensor(d["index"]).copy() for d in self.outputs}
+    def run(feed: dict) -> dict[int, np.ndarray]:
+        runtime.invoke(fit(feed))
+        return {d["index"]: runtime.interpreter.get_tensor(d["index"]).copy() for d in runtime.output_details}
+    return run
 
 
 # --------------------------------------------------------------------------------------------
@@ -184,7 +173,6 @@ class _OnnxGraph:
 
     def __init__(self, path: Path):
         import onnx
-        import onnxruntime as ort
         from onnx import helper, numpy_helper
 
         model = onnx.load(str(path))
@@ -203,20 +191,12 @@ class _OnnxGraph:
                 if o and o not in exposed:
                     graph.output.append(helper.make_empty_tensor_value_info(o))
                     exposed.add(o)
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        options.intra_op_num_threads = 1
-        self.session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-        self.names = [o.name for o in self.session.get_outputs()]
+        self.runtime = OnnxRuntime(model.SerializeToString())
+        self.names = [o["name"] for o in self.runtime.outputs]
 
     def __call__(self, feed: dict) -> dict[str, np.ndarray]:
-        batch = {}
-        for k, d in enumerate(self.session.get_inputs()):
-            x = np.asarray(feed[d.name] if d.name in feed else list(feed.values())[k])
-            if x.ndim == 4 and tuple(x.shape) != tuple(d.shape) and x.transpose(0, 3, 1, 2).shape == tuple(d.shape):
-                x = x.transpose(0, 3, 1, 2)
-            batch[d.name] = x.astype(_ORT_TYPES.get(d.type, x.dtype), copy=False)
-        return dict(zip(self.names, self.session.run(self.names, batch)))
+        """Every node output as the file computes it (integer tensors stay integers)."""
+        return self.runtime(FloatRunner(self.runtime).raw_inputs(feed))
 
     def downstream(self, sources: set[str]) -> dict[str, int]:
         """ONNX values downstream of `sources` (within _MAX_DEPTH nodes), with their distance."""

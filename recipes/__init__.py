@@ -12,12 +12,13 @@ import yaml
 
 from converters.parity import DEFAULT_THRESHOLDS
 from converters.sources import FileSpec
+from zoo.errors import PosezooError
 
 RECIPES_DIR = Path(__file__).parent
 SCHEMA = json.loads((RECIPES_DIR / "recipe.schema.json").read_text())
 
 
-class RecipeError(ValueError):
+class RecipeError(PosezooError):
     pass
 
 

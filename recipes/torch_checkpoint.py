@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from zoo.errors import PosezooError
+
 # What mmcv (mmpose 0.x) and mmengine (mmpose 1.x) save beside `state_dict`: training metadata,
 # never weights. `meta` holds the best validation score as a numpy scalar: numpy scalars and
 # dtypes are plain data, allowed so that such a file unpickles under weights_only.
@@ -27,7 +29,7 @@ NUMPY_SCALAR_GLOBALS = [
 MAX_LISTED_PROBLEMS = 10
 
 
-class CheckpointError(ValueError):
+class CheckpointError(PosezooError):
     """The file is not the checkpoint the model expects (unreadable, wrong keys or shapes)."""
 
 

@@ -11,6 +11,8 @@ import threading
 import time
 from pathlib import Path
 
+from zoo.errors import PosezooError
+
 CHROMIUM = os.environ.get("POSEZOO_CHROMIUM", "/usr/bin/chromium")
 # The page must reproduce the Python loader: FP32/FP16 keypoints within 1 % of the crop's side, all
 # of them; INT8 (where float rounding can tip a quantized value) 95 % within 2 %.
@@ -18,7 +20,7 @@ WEB_GATES = {"fp32": (0.01, 1.0), "fp16": (0.01, 1.0), "int8": (0.02, 0.95)}
 CHROMEDRIVER = os.environ.get("POSEZOO_CHROMEDRIVER", "/usr/bin/chromedriver")
 
 
-class BrowserError(RuntimeError):
+class BrowserError(PosezooError):
     pass
 
 
@@ -104,8 +106,8 @@ class Page:
         """Every artifact (of the models `ids`) run in the page and by zoo.loader on the same
         photos: whole frames as the manifest's crop says, and each annotated person by the
         model's `calibration_crop` where it has one (or its own box/ROI crop). Errors are in units
-        of the crop's longer side; a keypoint both score below the decoder's `min_score` is found
-        by neither and agrees, as in parity. `web_ms_median`: the page's inference time (1 thread
+        of the crop's longer side; a keypoint the decoder finds in neither agrees, as in parity
+        (zoo.decoders.keypoint_errors). `web_ms_median`: the page's inference time (1 thread
         wasm), median over the runs after the first."""
         import json
 
@@ -152,20 +154,14 @@ class Page:
 
 
 def _errors(model: dict, expected, got: dict, height: int, width: int):
-    import numpy as np
-
+    from zoo.decoders import keypoint_errors
     from zoo.loader import crop_side
 
-    err = np.linalg.norm(expected.keypoints - np.asarray(got["keypoints"]), axis=1) / crop_side(
-        expected.matrix, width, height)
     if got["names"] != expected.names:
         raise BrowserError(f"{model['id']}: the page names the keypoints {got['names'][:3]}..., "
                            f"the loader {expected.names[:3]}...")
-    min_score = model["decoder"].get("min_score")
-    if min_score is not None:
-        found = (expected.scores >= min_score) | (np.asarray(got["scores"]) >= min_score)
-        err = np.where(found, err, 0.0)
-    return err
+    return keypoint_errors(expected.keypoints, expected.scores, got["keypoints"], got["scores"], model["decoder"],
+                           crop_side(expected.matrix, width, height))
 
 
 def agreement_table(rows: list[dict]) -> str:

@@ -2,15 +2,18 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import sys
 import time
 from pathlib import Path
 
+from converters import quiet
+from zoo.errors import PosezooError, UsageError
+
 EXIT_FAILED_GATE = 1
 EXIT_BAD_INPUT = 2
+EXIT_BUG = 3
 
 
 def _csv(choices):
@@ -87,103 +90,32 @@ def cmd_fetch(args) -> int:
 
 def cmd_build(args) -> int:
     import recipes
-    from converters.fingerprint import fingerprint, images_digest, up_to_date
-    from converters.pipeline import BuildOptions, resolve_inputs, tool_versions
-    from converters.publish import Staging, check_writable, publish, recover
-    from converters.sources import SourceError
-    from zoo.manifest import read_manifest
+    from converters.pipeline import BuildOptions, build
 
     variants = recipes.select(args.names)
     if args.checkpoint and len(variants) != 1:
-        raise ValueError("--checkpoint converts one model: name exactly one model id")
+        raise UsageError("--checkpoint converts one model: name exactly one model id")
     if not args.calibration_images:
-        raise ValueError("pass --calibration-images DIR (real photos of people, optionally with COCO-format "
+        raise UsageError("pass --calibration-images DIR (real photos of people, optionally with COCO-format "
                          "annotations) or set POSEZOO_CALIBRATION_IMAGES")
-    out = Path(args.out)
-    check_writable(out)
-    if recover(out):
-        print(f"completed an interrupted publication in {out}", file=sys.stderr)
-    manifest_path = out / "manifest.json"
-    existing = {m["id"]: m for m in read_manifest(manifest_path)["models"]} if manifest_path.exists() else {}
-    resolver = _resolver(args)
     log = (lambda msg: print(msg, file=sys.stderr)) if args.json else print
-    opts = BuildOptions(out=out, calibration_images=Path(args.calibration_images), formats=args.formats,
+    opts = BuildOptions(out=Path(args.out), calibration_images=Path(args.calibration_images), formats=args.formats,
                         precisions=args.precisions, checkpoint=args.checkpoint, max_samples=args.max_samples,
-                        log=log, progress=not args.json)
-    start = time.time()
-    failures: list[str] = []
-    tools, images = tool_versions(), images_digest(opts.calibration_images)
-    todo, fingerprints, unchanged = [], [], []
-    for v in variants:
-        fetch_start = time.time()
-        try:
-            original, vendor = resolve_inputs(v, resolver, args.checkpoint, opts.precisions)
-        except SourceError as e:
-            if not args.keep_going:
-                raise
-            failures.append(f"{v.id}: not built, its files cannot be had: {e}")  # e.g. a family's --checkpoint-only ids
-            continue
-        if original is not None:
-            v = v.for_original(original.sha256)  # an alternative original (a pinned TFLite) converts as its own format
-            log(f"[{v.id}] original: {original.describe()}")
-        fp = fingerprint(v, original.sha256 if original else None, [f.sha256 for f in vendor.values()], opts,
-                         tools, images)
-        if not args.force and up_to_date(existing.get(v.id), fp, out):
-            log(f"[{v.id}] up to date: same recipe, originals, photos, options, tools and code as its "
-                f"artifacts in {out} (--force rebuilds)")
-            unchanged.append(existing[v.id])
-            continue
-        todo.append((v, original, vendor))
-        fingerprints.append((fp, round(time.time() - fetch_start, 2)))
-    results = []
-    with contextlib.ExitStack() as stack:  # staging folders: removed however the build ends
-        stagings = [stack.enter_context(Staging(out, v.id)) for v, _, _ in todo]
-        # Published as each model finishes: a crash keeps the models already done.
-        for k, result in _run_jobs(todo, [s.path for s in stagings], opts, args.jobs):
-            results.append(result)
-            fp, fetch_seconds = fingerprints[k]
-            result.model["build"]["fingerprint"] = fp
-            result.model["build"].setdefault("steps", {})["fetch"] = fetch_seconds
-            publish(out, stagings[k], result.model, _version())
-            stagings[k].close()
-            failures.extend(result.failures)
-    failures += [f"{m['id']} {r['format']}/{r['precision']}: {r['reason']} (unchanged since the last build)"
-                 for m in unchanged for r in m.get("rejected", [])]
-    summary = {"manifest": str(manifest_path), "seconds": round(time.time() - start, 1),
-               "built": [r.model["id"] for r in results], "up_to_date": [m["id"] for m in unchanged],
-               "artifacts": sum(len(r.model["artifacts"]) for r in results), "failures": failures,
-               "steps": {r.model["id"]: r.model["build"].get("steps", {}) for r in results}}
+                        log=log, progress=not args.json, jobs=args.jobs, force=args.force,
+                        keep_going=args.keep_going)
+    summary = build(variants, opts, _resolver(args))
     if args.json:
-        print(json.dumps(summary, indent=2))
+        print(json.dumps(summary.to_dict(), indent=2))
     else:
-        for r in results:
-            steps = r.model["build"].get("steps", {})
-            print(f"[{r.model['id']}] {r.model['build']['seconds']} s: "
+        for model in summary.built:
+            steps = model["build"].get("steps", {})
+            print(f"[{model['id']}] {model['build']['seconds']} s: "
                   + ", ".join(f"{k} {v:.1f} s" for k, v in steps.items()))
-        print(f"wrote {manifest_path}: {summary['artifacts']} artifacts built, {len(unchanged)} models up to date, "
-              f"in {summary['seconds']} s")
-        for f in failures:
+        print(f"wrote {summary.manifest}: {sum(len(m['artifacts']) for m in summary.built)} artifacts built, "
+              f"{len(summary.up_to_date)} models up to date, in {summary.seconds} s")
+        for f in summary.failures:
             print(f"NOT PUBLISHED: {f}")
-    return EXIT_FAILED_GATE if failures and not args.keep_going else 0
-
-
-def _run_jobs(inputs, stagings: list[Path], opts, jobs: int):
-    """Build each (variant, original, vendor files) into its staging folder, in `jobs` processes;
-    yields (index, result) as each finishes."""
-    from converters.pipeline import build_variant
-
-    if jobs <= 1 or len(inputs) <= 1:
-        for k, (v, original, vendor) in enumerate(inputs):
-            yield k, build_variant(v, original, opts, stagings[k], vendor)
-        return
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
-    opts.log = print
-    with ProcessPoolExecutor(max_workers=jobs) as pool:
-        futures = {pool.submit(build_variant, v, original, opts, stagings[k], vendor): k
-                   for k, (v, original, vendor) in enumerate(inputs)}
-        for future in as_completed(futures):
-            yield futures[future], future.result()
+    return EXIT_FAILED_GATE if summary.failures and not args.keep_going else 0
 
 
 def cmd_verify(args) -> int:
@@ -206,7 +138,7 @@ def cmd_walk(args) -> int:
     from converters.tensor_walk import first_departures
 
     if not args.calibration_images:
-        raise ValueError("pass --calibration-images DIR (real photos of people)")
+        raise UsageError("pass --calibration-images DIR (real photos of people)")
     recipe = recipes.select([args.model])[0].recipe
     spec = recipe["input"]
     samples = load_samples(Path(args.calibration_images), spec, parity_crop(recipe), args.max_samples)
@@ -222,16 +154,13 @@ def cmd_walk(args) -> int:
     return 0
 
 
-def _version() -> str:
-    from importlib.metadata import version
-
-    return version("posezoo")
-
-
 def parser() -> argparse.ArgumentParser:
-    from converters.pipeline import FORMATS, PRECISIONS
+    from converters.formats import FORMATS
+    from converters.pipeline import PRECISIONS
 
     p = argparse.ArgumentParser(prog="posezoo", description=__doc__)
+    verbose = "show the log lines and warnings of TensorFlow, absl, onnx2tf and the other converters"
+    p.add_argument("--verbose", action="store_true", help=verbose)
     sub = p.add_subparsers(dest="command", required=True)
 
     def sources(sp):
@@ -253,7 +182,7 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("build", help="convert, verify parity and write DIR/manifest.json")
     s.add_argument("names", nargs="+", metavar="NAME", help="model id or family")
     s.add_argument("--out", required=True, type=Path)
-    s.add_argument("--formats", type=_csv(FORMATS), default=FORMATS)
+    s.add_argument("--formats", type=_csv(tuple(FORMATS)), default=tuple(FORMATS))
     s.add_argument("--precisions", type=_csv(PRECISIONS), default=PRECISIONS)
     s.add_argument("--calibration-images", default=os.environ.get("POSEZOO_CALIBRATION_IMAGES"),
                    help="folder of real photos of people for INT8 calibration and parity")
@@ -304,36 +233,48 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--report", type=int, default=5, help="how many departing tensors to list")
     s.add_argument("--json", action="store_true")
     s.set_defaults(fn=cmd_walk)
+
+    for s in sub.choices.values():  # --verbose also after the command; SUPPRESS keeps one given before it
+        s.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS, help=verbose)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    from converters.calibration import CalibrationError
+    quiet.configure(args.verbose)
     from converters.onnx_to_tflite import ConversionError
-    from converters.publish import PublishError
-    from converters.sandbox import SandboxError
-    from converters.sources import SourceError
-    from recipes import RecipeError
-    from scripts.browser import BrowserError
-    from scripts.webserver import ServeError
-    from zoo.loader import LoaderError
-    from zoo.manifest import ManifestError
 
     try:
         return args.fn(args)
-    except (SourceError, RecipeError, ManifestError, CalibrationError, LoaderError, ServeError, BrowserError,
-            PublishError, SandboxError, ValueError) as e:
-        print(f"posezoo {args.command}: error: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
     except ConversionError as e:
         print(f"posezoo {args.command}: conversion failed: {e}", file=sys.stderr)
         return EXIT_FAILED_GATE
+    except PosezooError as e:
+        print(f"posezoo {args.command}: error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except OSError as e:  # read-only or full disk, missing folder: the build left the published folder as it was
         where = f"{e.filename}: " if e.filename else ""
         print(f"posezoo {args.command}: error: {where}{e.strerror or e}. Free space or choose a writable "
               "folder (--out, --cache / POSEZOO_CACHE), then run it again.", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except Exception as e:
+        path = _write_crash_report(sys.argv[1:] if argv is None else argv)
+        what = ": ".join([type(e).__name__, *str(e).splitlines()[:1]])
+        print(f"posezoo {args.command}: a bug in posezoo ({what}); the full traceback is in {path}: please report "
+              "it with that file.", file=sys.stderr)
+        return EXIT_BUG
+
+
+def _write_crash_report(argv: list[str]) -> str:
+    """Write the command line and the traceback of the exception being handled to a new file in the
+    temp folder; returns its path."""
+    import tempfile
+    import traceback
+
+    fd, path = tempfile.mkstemp(prefix=f"posezoo-crash-{time.strftime('%Y%m%d-%H%M%S')}-", suffix=".txt")
+    with os.fdopen(fd, "w") as f:
+        f.write(f"posezoo {' '.join(argv)}\n\n{traceback.format_exc()}")
+    return path
 
 
 if __name__ == "__main__":

@@ -30,20 +30,15 @@ from pathlib import Path
 
 import numpy as np
 
+from converters import annotations
+from converters.annotations import Person
+from zoo.errors import PosezooError
+
 EXAMPLES = 8  # people whose keypoints eval.json keeps for the report's pictures
 
 
-class EvalError(ValueError):
+class EvalError(PosezooError):
     pass
-
-
-@dataclass
-class Person:
-    key: int  # COCO annotation id, or the index in an MPII list
-    image: Path
-    box: tuple[float, float, float, float]  # x, y, w, h in image pixels
-    keypoints: np.ndarray  # K x 3: x, y in the loader's coordinates, visible (0/1)
-    head_size: float | None = None  # MPII only
 
 
 @dataclass
@@ -51,73 +46,44 @@ class Annotations:
     kind: str  # "coco" or "mpii"
     path: Path
     names: list[str]
-    people: list[Person]
+    people: list[Person]  # the people the metric scores (converters.annotations: coordinates as in the file)
     to_annotation: float  # add to a loader coordinate to get the file's own convention
     coco: object = None  # pycocotools COCO (kind "coco")
     notes: list[str] = field(default_factory=list)
 
+    def truth(self, person: Person) -> np.ndarray:
+        """The person's annotated keypoints, K x 3: x, y in the loader's coordinates, visible (0/1)."""
+        return np.c_[person.points[:, :2] - self.to_annotation, person.points[:, 2]]
+
 
 def read_annotations(path: Path, images: Path) -> Annotations:
-    """COCO-format keypoint JSON or mmpose's MPII JSON list; images are looked up in `images`."""
+    """COCO-format keypoint JSON or mmpose's MPII JSON list (converters.annotations reads them);
+    images are looked up in `images`."""
     path, images = Path(path), Path(images)
     try:
-        data = json.loads(path.read_text())
+        found = annotations.read(path, images)
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
         raise EvalError(f"cannot read annotations {path}: {e}") from e
-    if isinstance(data, dict) and {"annotations", "images", "categories"} <= data.keys():
-        return _coco(path, data, images)
-    if isinstance(data, list) and data and isinstance(data[0], dict) and {"joints", "center", "scale"} <= data[0].keys():
-        return _mpii(path, data, images)
-    raise EvalError(f"{path} is neither COCO-format keypoint annotations (images, annotations, categories) nor "
-                    "mmpose's MPII list (image, center, scale, joints, joints_vis per person)")
+    if found is None:
+        raise EvalError(f"{path} is neither COCO-format keypoint annotations (images, annotations, categories with "
+                        "keypoints) nor mmpose's MPII list (image, center, scale, joints, joints_vis per person)")
+    people = [p for p in found.people if p.scored]
+    for person in people:
+        if not person.image.is_file():
+            raise EvalError(f"image {person.image.name!r} of the annotations is not in {images}")
+    return Annotations(found.kind, path, found.names, people, -found.to_loader,
+                       _coco_index(found.data) if found.kind == "coco" else None, found.notes)
 
 
-def _image(images: Path, name: str) -> Path:
-    for candidate in (images / name, images / Path(name).name):
-        if candidate.is_file():
-            return candidate
-    raise EvalError(f"image {name!r} of the annotations is not in {images}")
-
-
-def _coco(path: Path, data: dict, images: Path) -> Annotations:
+def _coco_index(data: dict):
+    """pycocotools' COCO over the dataset `data`, quietly."""
     from pycocotools.coco import COCO
 
-    category = next((c for c in data["categories"] if c.get("keypoints")), None)
-    if category is None:
-        raise EvalError(f"{path}: no category with keypoints")
     with contextlib.redirect_stdout(io.StringIO()):  # COCO() prints progress lines
         coco = COCO()
         coco.dataset = data
         coco.createIndex()
-    files = {im["id"]: im["file_name"] for im in data["images"]}
-    people = []
-    for a in data["annotations"]:
-        if a.get("iscrowd", 0) or a.get("num_keypoints", 0) == 0 or a.get("category_id") != category["id"]:
-            continue
-        kp = np.asarray(a["keypoints"], float).reshape(-1, 3)
-        kp = np.c_[kp[:, :2] + 0.5, kp[:, 2] > 0]
-        people.append(Person(a["id"], _image(images, files[a["image_id"]]), tuple(a["bbox"]), kp))
-    return Annotations("coco", path, list(category["keypoints"]), people, -0.5, coco)
-
-
-def _mpii(path: Path, data: list, images: Path) -> Annotations:
-    from converters.calibration import MPII_JOINTS, mpii_box
-
-    people, notes = [], []
-    for i, a in enumerate(data):
-        kp = np.asarray(a["joints"], float)
-        kp = np.c_[kp - 0.5, np.asarray(a["joints_vis"], float) > 0]  # 1-based pixel indices -> loader's
-        if "headbox" in a:
-            x1, y1, x2, y2 = a["headbox"]
-            head = 0.6 * float(np.hypot(x2 - x1, y2 - y1))
-        elif kp[9, 2] and kp[8, 2]:
-            head = float(np.linalg.norm(kp[9, :2] - kp[8, :2]))
-        else:
-            head = None
-        people.append(Person(i, _image(images, a["image"]), mpii_box(a["center"], a["scale"]), kp, head))
-    if not any("headbox" in a for a in data):
-        notes.append("head size = head_top-upper_neck distance (the file has no head boxes)")
-    return Annotations("mpii", path, list(MPII_JOINTS), people, 0.5, notes=notes)
+    return coco
 
 
 # --- metrics -------------------------------------------------------------------------------------
@@ -149,12 +115,7 @@ def coco_ap(ann: Annotations, predictions: dict[int, tuple]) -> dict[str, float]
 
 def _subset(coco, keys: set[int]):
     """The same dataset with only the annotated people in `keys` (the ones a model could be fed)."""
-    from pycocotools.coco import COCO
-
-    subset = COCO()
-    subset.dataset = {**coco.dataset, "annotations": [a for a in coco.dataset["annotations"] if a["id"] in keys]}
-    subset.createIndex()
-    return subset
+    return _coco_index({**coco.dataset, "annotations": [a for a in coco.dataset["annotations"] if a["id"] in keys]})
 
 
 def pckh(ann: Annotations, predictions: dict[int, tuple]) -> dict[str, float]:
@@ -164,8 +125,8 @@ def pckh(ann: Annotations, predictions: dict[int, tuple]) -> dict[str, float]:
         if person.key not in predictions or not person.head_size:
             continue
         xy = predictions[person.key][0]
-        truth = person.keypoints[:, :2] + ann.to_annotation
-        visible = person.keypoints[:, 2] > 0
+        truth = person.points[:, :2]  # the file's own coordinates
+        visible = person.points[:, 2] > 0
         errors.extend(np.linalg.norm(xy[visible] - truth[visible], axis=1) / person.head_size)
     if not errors:
         return {}
@@ -204,10 +165,10 @@ def _match_people(predictor, ann: Annotations, index: list[int], progress) -> di
         poses = predictor.poses(rgb)
         costs = []
         for i, person in enumerate(people):
-            visible = person.keypoints[:, 2] > 0
+            visible = person.points[:, 2] > 0
             if not visible.any():
                 continue
-            truth, diagonal = person.keypoints[visible, :2], float(np.hypot(person.box[2], person.box[3])) or 1.0
+            truth, diagonal = ann.truth(person)[visible, :2], float(np.hypot(person.box[2], person.box[3])) or 1.0
             for j, pose in enumerate(poses):
                 xy = pose.keypoints[index][visible]
                 costs.append((float(np.linalg.norm(xy - truth, axis=1).mean()) / diagonal, i, j))
@@ -239,7 +200,7 @@ def predict_all(predictor, ann: Annotations, names: list[str], progress) -> dict
     for person in ann.people:
         if person.image != image_path:
             image_path, rgb = person.image, np.asarray(Image.open(person.image).convert("RGB"))
-        visible = {ann.names[k]: tuple(p[:2]) for k, p in enumerate(person.keypoints) if p[2] > 0}
+        visible = {ann.names[k]: tuple(p[:2]) for k, p in enumerate(ann.truth(person)) if p[2] > 0}
         try:
             pose = predictor(rgb, box=person.box, keypoints=visible)
         except LoaderError:
@@ -279,7 +240,7 @@ def evaluate(manifest_path: Path, ann: Annotations, resolver=None, ids=None, wit
 
             reference, _ = open_reference(model, resolver)
             runs.append((original_artifact(model), Predictor(model, original_artifact(model),
-                                                             lambda name, x: reference.run({name: x}), crop)))
+                                                             reference.run, crop)))
         for art in model["artifacts"]:
             runs.append((art, load(manifest_path, model["id"], art["format"], art["precision"], art["origin"],
                                    threads=threads, crop=crop)))
@@ -293,7 +254,7 @@ def evaluate(manifest_path: Path, ann: Annotations, resolver=None, ids=None, wit
                    "path": art["path"], "people": len(predictions), **metric(ann, predictions)}
             if reference_xy is None:
                 reference_xy = predictions
-            row.update(agreement(predictions, reference_xy, model["decoder"].get("min_score")))
+            row.update(agreement(predictions, reference_xy, model["decoder"]))
             gates = {k[:-4]: v for k, v in art.get("parity", {}).get("thresholds", {}).items()
                      if k.startswith("pck@") and k.endswith("_min")}
             if gates:  # the artifact's own task-level parity gate, on these people
@@ -308,26 +269,25 @@ def evaluate(manifest_path: Path, ann: Annotations, resolver=None, ids=None, wit
                 row["drop"] = round(base - row[headline], 6)
         entry["reference"] = entry["rows"][0]["format"]
         entry["people"] = [{"key": p.key, "image": str(p.image), "box": list(p.box),
-                            "truth": p.keypoints.round(2).tolist()} for p in ann.people[:EXAMPLES]]
+                            "truth": ann.truth(p).round(2).tolist()} for p in ann.people[:EXAMPLES]]
         entry["names"] = ann.names
         report["models"].append(entry)
     return report
 
 
-def agreement(predictions: dict, reference: dict, min_score: float | None) -> dict:
+def agreement(predictions: dict, reference: dict, decoder: dict) -> dict:
     """How far each run moved the keypoints from the reference's (the original's, else the first
-    run's), as parity measures it: in units of the crop's longer side; keypoints both runs score
-    below the decoder's `min_score` (found by neither) count as agreeing. Mean `deviation`, and
+    run's), as parity measures it: in units of the crop's longer side; keypoints the `decoder`
+    finds in neither run count as agreeing (zoo.decoders.keypoint_errors). Mean `deviation`, and
     PCK at the radii of parity's gates."""
+    from zoo.decoders import keypoint_errors
+
     errors = []
     for key, (xy, scores, size) in predictions.items():
         if key not in reference:
             continue
         ref_xy, ref_scores, _ = reference[key]
-        err = np.linalg.norm(xy - ref_xy, axis=1) / size
-        if min_score is not None:
-            err = np.where((scores >= min_score) | (ref_scores >= min_score), err, 0.0)
-        errors.extend(err)
+        errors.extend(keypoint_errors(xy, scores, ref_xy, ref_scores, decoder, size))
     if not errors:
         return {"deviation": None, "agreement": {}}
     errors = np.asarray(errors)

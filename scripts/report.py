@@ -39,6 +39,8 @@ def pictures_png(model: dict, evaluation: dict, annotations: str, path: Path) ->
     import matplotlib.pyplot as plt
     from PIL import Image
 
+    from zoo.decoders import found
+
     people = evaluation["people"][:PICTURE_PEOPLE]
     runs = evaluation["examples"]
     if not people or not runs:
@@ -48,7 +50,6 @@ def pictures_png(model: dict, evaluation: dict, annotations: str, path: Path) ->
     edges = [(names.index(model_names[a]), names.index(model_names[b])) for a, b in model["keypoints"].get("skeleton", [])
              if model_names[a] in names and model_names[b] in names]
     rows = {r["path"]: r for r in evaluation["rows"]}
-    min_score = model["decoder"].get("min_score", -np.inf)
     fig, axes = plt.subplots(len(people), len(runs), figsize=(2.2 * len(runs), 2.6 * len(people)), squeeze=False)
     for i, person in enumerate(people):
         image = np.asarray(Image.open(person["image"]).convert("RGB"))
@@ -67,11 +68,11 @@ def pictures_png(model: dict, evaluation: dict, annotations: str, path: Path) ->
             kp = run["keypoints"].get(str(person["key"]))
             if kp is not None:
                 kp = np.asarray(kp)
-                found = kp[:, 2] >= min_score  # below the decoder's min_score a keypoint is "not found"
+                shown = found(kp[:, 2], model["decoder"])  # keypoints the decoder does not find are not drawn
                 for a, b in edges:
-                    if found[a] and found[b]:
+                    if shown[a] and shown[b]:
                         ax.plot(kp[[a, b], 0] - 0.5, kp[[a, b], 1] - 0.5, "-", color="#00c8ff", lw=1.2)
-                ax.scatter(kp[found, 0] - 0.5, kp[found, 1] - 0.5, c=kp[found, 2], cmap="autumn", vmin=0, vmax=1,
+                ax.scatter(kp[shown, 0] - 0.5, kp[shown, 1] - 0.5, c=kp[shown, 2], cmap="autumn", vmin=0, vmax=1,
                            s=9, zorder=3)
             if i == 0:
                 ax.set_title(_label(rows[run["artifact"]]), fontsize=8)

@@ -6,13 +6,14 @@ import json
 import sys
 from pathlib import Path
 
-from scripts.webserver import ServeError, make_server, read_build
+from converters.fingerprint import photos_for
+from scripts.webserver import make_server, read_build
 
 
 def add_arguments(p) -> None:
     p.add_argument("directory", type=Path, help="a build folder with manifest.json")
-    p.add_argument("--images", type=Path, help="sample photos (with annotation files) for the page; default: the "
-                                                "folder the build calibrated on")
+    p.add_argument("--images", type=Path, help="sample photos (with annotation files) for the page; default: "
+                                                "$POSEZOO_CALIBRATION_IMAGES")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--check", action="store_true",
                    help="instead of serving: run every artifact in the page in headless Chromium and compare its "
@@ -21,16 +22,8 @@ def add_arguments(p) -> None:
     p.add_argument("--json", action="store_true", help="with --check: the rows as JSON")
 
 
-def build_images(manifest: dict, flag: str = "--images") -> Path:
-    """The photos the build calibrated on, as its manifest records them (the page's samples)."""
-    found = [m["build"]["calibration_images"] for m in manifest["models"] if "calibration_images" in m.get("build", {})]
-    if not found:
-        raise ServeError(f"pass {flag} DIR (photos for the page): the manifest does not say which photos the build used")
-    return Path(found[0])
-
-
 def run(args) -> int:
-    images = args.images or build_images(read_build(args.directory))
+    images = photos_for(read_build(args.directory), args.images, "--images")
     if args.check:
         from scripts.browser import Page, agreement_table
 

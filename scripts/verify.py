@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Callable
 
 from converters.originals import TFLiteOriginal, open_original
-from converters.pipeline import ParityBench
+from converters.parity import ParityBench
 from converters.sources import FileSpec, Resolver, sha256_of
 
 
@@ -28,6 +28,7 @@ def open_reference(model: dict, resolver: Resolver):
 
 def verify_manifest(manifest_path: Path, images: Path | None, resolver: Resolver,
                     log: Callable[[str], None] = print) -> dict:
+    from converters.fingerprint import images_digest, photos_for
     from converters.publish import JOURNAL, recover
     from zoo.manifest import read_manifest
 
@@ -35,12 +36,17 @@ def verify_manifest(manifest_path: Path, images: Path | None, resolver: Resolver
     if (root / JOURNAL).exists() and recover(root):
         log(f"completed an interrupted publication in {root} (a build was killed while publishing)")
     manifest = read_manifest(manifest_path)
+    images = photos_for(manifest, images, "--calibration-images")
+    digest = images_digest(images)
     failures: list[str] = []
     checked = []
     for model in manifest["models"]:
+        recorded = model["build"].get("calibration_images")
+        if isinstance(recorded, dict) and recorded["sha256"] != digest:
+            log(f"{model['id']}: {images} are not the photos it was built on ({recorded['name']!r}); "
+                "its parity gates are re-run on these")
         reference, from_vendor = open_reference(model, resolver)
-        bench = ParityBench.prepare(reference, model, images or Path(model["build"]["calibration_images"]),
-                                    model["build"].get("samples"))
+        bench = ParityBench.prepare(reference, model, images, model["build"].get("samples"))
         noise = {} if from_vendor else bench.kernel_noise(reference)
         for art in model["artifacts"]:
             name = f"{model['id']} {art['format']}/{art['precision']}"

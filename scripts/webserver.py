@@ -15,12 +15,14 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from zoo.errors import PosezooError
+
 WEB = Path(__file__).resolve().parents[1] / "zoo" / "web"
 MIME = {".wasm": "application/wasm", ".mjs": "text/javascript", ".js": "text/javascript",
         ".json": "application/json", ".onnx": "application/octet-stream", ".tflite": "application/octet-stream"}
 
 
-class ServeError(ValueError):
+class ServeError(PosezooError):
     pass
 
 

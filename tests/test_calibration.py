@@ -50,6 +50,30 @@ def test_box_crop_keeps_aspect_and_pads():
 
 def test_roi_needs_hips_and_shoulders():
     assert crop_transform(Person(None, (0, 0, 1, 1), {"nose": (1, 1)}), ROI, 256, 256, (10, 10)) is None
+    same = {n: (5, 5) for n in ROI["center_keypoints"] + ROI["up_keypoints"]}
+    assert crop_transform(Person(None, (0, 0, 1, 1), same), ROI, 256, 256, (10, 10)) is None  # no direction
+
+
+def test_an_unknown_crop_kind_is_an_error():
+    with pytest.raises(CalibrationError, match="unknown crop kind 'circle'"):
+        crop_transform(Person(None, (0, 0, 1, 1)), {"kind": "circle"}, 256, 256, (10, 10))
+
+
+def test_crops_are_the_loaders_and_pils_pixel_for_pixel(images):
+    """The build cuts with the runtime loader's functions; on real photos they are PIL's bilinear
+    affine transform (the build's former warp) to the pixel."""
+    from PIL import Image
+
+    from zoo import loader
+
+    spec = {**SPEC, "dtype": "uint8"}
+    for s in load_samples(images / "coco", spec, {"kind": "box", "padding": 1.25}):
+        photo = Image.open(s.person.image).convert("RGB")
+        expected = photo.transform((256, 256), Image.AFFINE, tuple(s.matrix.ravel()), resample=Image.BILINEAR,
+                                   fillcolor=(0, 0, 0))
+        np.testing.assert_array_equal(s.tensor[0], np.asarray(expected))
+        matrix = loader.crop_matrix({"kind": "box", "padding": 1.25}, 256, 256, photo.size, box=s.person.box)
+        np.testing.assert_array_equal(s.matrix, matrix)
 
 
 def test_samples_are_real_crops_normalized_as_the_spec_says(images):

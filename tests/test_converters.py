@@ -14,7 +14,7 @@ from converters.simplify import simplify
 from converters.tflite_int8 import float_op_order, saved_model_to_int8
 from converters.tflite_to_onnx import tflite_to_onnx
 from zoo.decoders import decode
-from converters.metadata import embed
+from converters.formats import embed
 from zoo.metadata import read_embedded
 
 pytestmark = pytest.mark.slow
@@ -92,7 +92,7 @@ def test_tflite_full_integer_with_int8_io_records_scale(chain):
     io = open_runner(path).io_details()
     assert [o["name"] for o in io["outputs"]] == ["Identity"]  # named like the ONNX output
     assert io["inputs"][0]["dtype"] == "int8" and io["inputs"][0]["quantization"]["scale"] > 0
-    interp = open_runner(path).interpreter
+    interp = open_runner(path).runtime.interpreter
     kinds = {op["op_name"] for op in interp._get_ops_details()}
     assert "CONV_2D" in kinds and "DEQUANTIZE" not in kinds  # integer kernels only
     assert report(chain, path).pck["0.05"] > 0.5  # runner quantizes inputs with the file's own scale
@@ -104,7 +104,7 @@ def test_tflite_selective_int8_keeps_denylisted_ops_float(chain):
     assert heads and set(heads) <= set(order) and heads[0] == order[-1]  # the op writing the output
     path = saved_model_to_int8(chain["tflite"].saved_model, chain["out"] / "s.tflite", calib, ["Identity"],
                                float_nodes=order[: len(order) // 2])
-    kinds = [op["op_name"] for op in open_runner(path).interpreter._get_ops_details()]
+    kinds = [op["op_name"] for op in open_runner(path).runtime.interpreter._get_ops_details()]
     assert "DEQUANTIZE" in kinds or "QUANTIZE" in kinds
 
 
@@ -140,7 +140,7 @@ def test_int8_weight_share_counts_kernels_stored_in_int8(tmp_path):
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from converters.complexity import int8_weight_share
+    from converters.complexity import onnx_int8_weight_share
 
     inits = [numpy_helper.from_array(np.zeros((4, 3, 3, 3), np.float32), "w_float"),
              numpy_helper.from_array(np.zeros((4, 3, 3, 3), np.int8), "w_int8"),
@@ -149,7 +149,7 @@ def test_int8_weight_share_counts_kernels_stored_in_int8(tmp_path):
                               [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])], inits)
     onnx.save(helper.make_model(graph), tmp_path / "m.onnx")
-    assert int8_weight_share(tmp_path / "m.onnx") == 0.5
+    assert onnx_int8_weight_share(tmp_path / "m.onnx") == 0.5
 
 
 def test_onnx_fp16_points_the_graphs_own_casts_to_float16(tmp_path):

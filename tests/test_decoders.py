@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from zoo.decoders import decode
+from zoo.decoders import DecoderError, decode, found, keypoint_errors
 
 
 def _maps(h, w, peaks):
@@ -36,7 +36,7 @@ def test_heatmap_nchw_layout():
 
 
 def test_unknown_decoder_is_a_clear_error():
-    with pytest.raises(ValueError, match="unknown decoder type 'nope'"):
+    with pytest.raises(DecoderError, match="unknown decoder type 'nope'"):
         decode({"type": "nope", "output": "x"}, {})
 
 
@@ -122,3 +122,22 @@ def test_multipose_regression_gives_the_people_above_threshold_strongest_first()
     np.testing.assert_allclose(xy[:, 0], 0.05 * np.arange(17) * 256, rtol=1e-5)
     single_xy, _ = decode(spec, outputs)  # a single-pose call: the highest-scoring instance
     np.testing.assert_allclose(single_xy, xy)
+
+
+def test_below_min_score_a_keypoint_is_not_found():
+    scores = np.array([0.1, 0.3, 0.9, -2.0], np.float32)
+    assert found(scores, {"type": "heatmap", "min_score": 0.3}).tolist() == [False, True, True, False]
+    assert found(scores, {"type": "heatmap"}).tolist() == [True] * 4  # no threshold: every keypoint is found
+    assert found(scores, {"min_score": None}).tolist() == [True] * 4
+
+
+def test_two_decodings_agree_where_neither_finds_the_keypoint():
+    """Distances in `unit`s; 0 where both score below min_score; compared where either finds it,
+    even just across the threshold on one side."""
+    xy = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 0.0], [5.0, 5.0]])
+    other = np.array([[3.0, 4.0], [60.0, 0.0], [0.0, 20.0], [5.0, 5.0]])
+    scores, other_scores = np.array([0.9, 0.1, 0.31, 0.0]), np.array([0.9, 0.2, 0.29, 0.0])
+    errors = keypoint_errors(xy, scores, other, other_scores, {"min_score": 0.3}, unit=10.0)
+    np.testing.assert_allclose(errors, [0.5, 0.0, 2.0, 0.0])
+    np.testing.assert_allclose(keypoint_errors(xy, scores, other, other_scores, {}, unit=10.0), [0.5, 5.0, 2.0, 0.0])
+    assert keypoint_errors(xy, scores, other, other_scores, {}).tolist() == pytest.approx([5.0, 50.0, 20.0, 0.0])

@@ -54,15 +54,17 @@ def test_build_gates_all_six_artifacts(built):
     assert arts["onnx", "fp16"]["verified_with"]["onnxruntime"] == "1.32.0"
 
 
-def test_verify_passes_then_catches_a_changed_artifact(built, tmp_path):
+def test_verify_passes_then_catches_a_changed_artifact(built, tmp_path, images):
     out, cache, _ = built
     copy = tmp_path / "zoo"
     shutil.copytree(out, copy)
-    assert main(["verify", str(copy / "manifest.json"), "--cache", str(cache), "--offline"]) == 0
+    assert main(["verify", str(copy / "manifest.json"), "--calibration-images", str(images), "--cache", str(cache),
+                 "--offline"]) == 0
     manifest = json.loads((copy / "manifest.json").read_text())
     victim = copy / manifest["models"][0]["artifacts"][0]["path"]
     victim.write_bytes(victim.read_bytes()[:-10])
-    assert main(["verify", str(copy / "manifest.json"), "--cache", str(cache), "--offline"]) == 1
+    assert main(["verify", str(copy / "manifest.json"), "--calibration-images", str(images), "--cache", str(cache),
+                 "--offline"]) == 1
 
 
 def test_failing_gate_is_not_published_and_exits_nonzero(built, images, tmp_path, monkeypatch):

@@ -39,7 +39,8 @@ def test_builds_from_the_genuine_keras_file_and_reports_every_artifact(built):
 
 def test_verify_reruns_parity_against_the_keras_original(built, shared):
     out, cache, _ = built
-    assert main(["verify", str(out / "manifest.json"), "--cache", str(cache), "--offline"]) == 0
+    assert main(["verify", str(out / "manifest.json"), "--calibration-images", str(shared / "images"), "--cache",
+                 str(cache), "--offline"]) == 0
 
 
 def test_iii_builds_from_a_handed_over_keras_file_with_its_official_signature(tmp_path, shared):

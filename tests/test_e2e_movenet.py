@@ -33,7 +33,8 @@ def test_vendor_file_is_published_unchanged_next_to_our_onnx(built, shared):
     assert onnx["precision"] == "int8" and onnx["parity"]["passed"]
     assert onnx["parity"]["pck@0.05"] >= 0.98 and onnx["parity"]["pck@0.02"] >= 0.90
     assert onnx["quantization"]["integer_semantics"]["rewrites"]["conv"] > 0
-    assert main(["verify", str(out / "manifest.json"), "--cache", str(cache), "--offline"]) == 0
+    assert main(["verify", str(out / "manifest.json"), "--calibration-images", str(shared / "images"), "--cache",
+                 str(cache), "--offline"]) == 0
 
 
 def test_a_tampered_vendor_file_is_refused(tmp_path, shared, capsys):

@@ -29,8 +29,9 @@ def mpii_file(tmp_path):
 def test_mpii_joints_are_one_based_and_the_box_comes_from_centre_and_scale(mpii_file):
     ann = read_annotations(mpii_file, mpii_file.parent)
     person = ann.people[0]
-    np.testing.assert_allclose(person.keypoints[0], [9.5, 19.5, 1])  # 1-based index 10 -> continuous 9.5
-    assert person.keypoints[15, 2] == 0
+    np.testing.assert_allclose(ann.truth(person)[0], [9.5, 19.5, 1])  # 1-based index 10 -> continuous 9.5
+    np.testing.assert_allclose(person.points[0], [10, 20, 1])  # the file's own coordinates
+    assert person.points[15, 2] == 0 and "left_wrist" not in person.keypoints
     assert person.box == (10.0, 20.0, 80.0, 80.0)
     assert person.head_size == pytest.approx(np.hypot(1, 1))  # head_top (9) - upper_neck (8)
     assert ann.to_annotation == 0.5 and "head_top-upper_neck" in ann.notes[0]
@@ -39,7 +40,7 @@ def test_mpii_joints_are_one_based_and_the_box_comes_from_centre_and_scale(mpii_
 def test_pckh_counts_visible_joints_within_half_a_head(mpii_file):
     ann = read_annotations(mpii_file, mpii_file.parent)
     person = ann.people[0]
-    truth = person.keypoints[:, :2] + ann.to_annotation  # the file's own coordinates
+    truth = ann.truth(person)[:, :2] + ann.to_annotation  # the file's own coordinates
     xy = truth.copy()
     xy[:5, 0] += 0.6 * person.head_size  # 5 of the 15 visible joints off by 0.6 heads
     xy[15] += 100  # not visible: not counted
@@ -51,7 +52,7 @@ def test_pckh_counts_visible_joints_within_half_a_head(mpii_file):
 def test_coco_ap_is_one_for_the_annotations_and_drops_when_keypoints_move(images):
     ann = read_annotations(images / "coco" / "test_coco.json", images / "coco")
     assert ann.kind == "coco" and len(ann.names) == 17 and len(ann.people) >= 10
-    exact = {p.key: (p.keypoints[:, :2] + ann.to_annotation, np.ones(17), 1.0) for p in ann.people}
+    exact = {p.key: (ann.truth(p)[:, :2] + ann.to_annotation, np.ones(17), 1.0) for p in ann.people}
     assert coco_ap(ann, exact)["AP"] == pytest.approx(1.0)
     moved = {k: (xy + 0.08 * max(p.box[2:]), s, 1.0) for (k, (xy, s, _)), p in zip(exact.items(), ann.people)}
     assert coco_ap(ann, moved)["AP"] < 0.6
@@ -60,9 +61,9 @@ def test_coco_ap_is_one_for_the_annotations_and_drops_when_keypoints_move(images
 def test_agreement_ignores_keypoints_neither_run_finds():
     ref = {1: (np.array([[0.0, 0.0], [10.0, 0.0]]), np.array([0.9, 0.1]), 100.0)}
     run = {1: (np.array([[1.0, 0.0], [60.0, 0.0]]), np.array([0.9, 0.2]), 100.0)}
-    result = agreement(run, ref, min_score=0.3)
+    result = agreement(run, ref, {"min_score": 0.3})
     assert result["agreement"]["pck@0.01"] == 1.0 and result["deviation"] == pytest.approx(0.005)
-    assert agreement(run, ref, min_score=None)["agreement"]["pck@0.05"] == 0.5
+    assert agreement(run, ref, {})["agreement"]["pck@0.05"] == 0.5
 
 
 def test_unknown_annotations_and_missing_images_are_named(tmp_path, mpii_file):
@@ -160,10 +161,10 @@ def test_a_multi_person_model_is_matched_to_each_annotated_person(images, monkey
 
     def poses(rgb):
         people = [p for p in ann.people if p.image == opened[-1]]
-        found = [np.r_[np.zeros((3, 2)), p.keypoints[:, :2]] for p in reversed(people)] + [np.zeros((20, 2))]
+        found = [np.r_[np.zeros((3, 2)), ann.truth(p)[:, :2]] for p in reversed(people)] + [np.zeros((20, 2))]
         return [Pose(xy, np.ones(20), names, {}, np.eye(2, 3), 0.9) for xy in found]
 
     predictor = SimpleNamespace(model={"task": "keypoints-multi-person"}, width=256, height=256, poses=poses)
     predictions = predict_all(predictor, ann, names, SimpleNamespace(update=lambda n: None))
-    assert set(predictions) == {p.key for p in ann.people if (p.keypoints[:, 2] > 0).any()}
+    assert set(predictions) == {p.key for p in ann.people if (p.points[:, 2] > 0).any()}
     assert coco_ap(ann, predictions)["AP"] == pytest.approx(1.0)

@@ -47,14 +47,15 @@ def test_warp_pads_with_black_outside_the_image():
     assert out.dtype == np.uint8 and out.shape == (2, 3, 3)
 
 
-def test_warp_is_the_builds_warp_bit_for_bit():
-    from converters.calibration import warp as build_warp
-
+def test_warp_is_pils_affine_transform_bit_for_bit():
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, (37, 53, 3), dtype=np.uint8)
     for _ in range(50):
         matrix = np.c_[rng.normal(0, 1.5, (2, 2)), rng.uniform(-20, 60, 2)]
-        np.testing.assert_array_equal(warp(image, matrix, 31, 23), build_warp(Image.fromarray(image), matrix, 31, 23))
+        pil = Image.fromarray(image).transform((31, 23), Image.AFFINE, tuple(matrix.ravel()), resample=Image.BILINEAR,
+                                               fillcolor=(0, 0, 0))
+        np.testing.assert_array_equal(warp(image, matrix, 31, 23), np.asarray(pil))
+        np.testing.assert_array_equal(warp(Image.fromarray(image), matrix, 31, 23), np.asarray(pil))
 
 
 def test_whole_image_letterbox_and_stretch():
@@ -235,16 +236,17 @@ def test_fp32_and_int8_agree_within_the_parity_gate(zoo, images, fmt):
     """PCK@0.05 of the input size, INT8 against FP32, with the parity rule for heatmap decoders:
     a keypoint both sides score below the decoder's `min_score` is not found by either: agreed."""
     from converters.calibration import load_samples
+    from zoo.decoders import keypoint_errors
 
     model = _model(zoo, "efficientpose-rt-lite")
     fp32, int8 = (load(zoo, model["id"], fmt, p) for p in ("fp32", "int8"))
-    min_score, size = model["decoder"]["min_score"], max(model["input"]["shape"][1:3])
+    assert "min_score" in model["decoder"]
+    size = max(model["input"]["shape"][1:3])
     agree = []
     for s in load_samples(images, model["input"], model["input"]["crop"]):
         a, b = fp32(_photo(s)), int8(_photo(s))
         scale = abs(np.linalg.det(s.matrix[:, :2])) ** 0.5  # image pixels per input pixel
-        err = np.linalg.norm(a.keypoints - b.keypoints, axis=1) / scale / size
-        agree.append((err <= 0.05) | ((a.scores < min_score) & (b.scores < min_score)))
+        agree.append(keypoint_errors(a.keypoints, a.scores, b.keypoints, b.scores, model["decoder"], scale * size) <= 0.05)
     assert np.mean(np.concatenate(agree)) >= 0.97
 
 

@@ -310,5 +310,5 @@ def test_a_handed_over_float16_movenet_tflite_builds_as_a_tflite_original(tmp_pa
         assert art["parity"]["reference"] == "original in TFLite reference kernels", art["path"]
         assert art["io"]["inputs"][0]["dtype"] == "uint8", art["path"]  # as Google's TFLite and the recipe
         assert [o["name"] for o in art["io"]["outputs"]] == ["StatefulPartitionedCall:0"], art["path"]
-    assert main(["verify", str(out / "manifest.json"), "--mirror", str(folder), "--cache", str(tmp_path / "cache"),
-                 "--offline"]) == 0
+    assert main(["verify", str(out / "manifest.json"), "--calibration-images", str(shared / "images"), "--mirror",
+                 str(folder), "--cache", str(tmp_path / "cache"), "--offline"]) == 0

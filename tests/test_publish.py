@@ -141,7 +141,8 @@ def _cli(out: Path, shared: Path, *args: str) -> list[str]:
 
 
 def _verify(out: Path, shared: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "scripts.cli", "verify", str(out / "manifest.json"), "--mirror",
+    return subprocess.run([sys.executable, "-m", "scripts.cli", "verify", str(out / "manifest.json"),
+                           "--calibration-images", str(shared / "images"), "--mirror",
                            str(shared / "checkpoints"), "--cache", str(out.parent / "cache"), "--offline"],
                           capture_output=True, text=True)
 

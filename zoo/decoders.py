@@ -7,6 +7,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from zoo.errors import PosezooError
+
+
+class DecoderError(PosezooError):
+    """A manifest's decoder of a type this module does not know."""
+
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(x, -80, 80)))
@@ -78,6 +84,24 @@ def decode_heatmap(spec: dict, outputs: dict[str, np.ndarray]) -> tuple[np.ndarr
     return xy[: spec.get("num_keypoints", channels)], scores[: spec.get("num_keypoints", channels)]
 
 
+def found(scores, spec: dict) -> np.ndarray:
+    """Per keypoint, whether the decoder `spec` reports it as found: a decoder with a `min_score`
+    reports a keypoint scoring below it as not found (a heatmap's argmax on a flat, empty map is
+    noise: its position is no answer); without one, every keypoint is found."""
+    scores = np.asarray(scores)
+    min_score = spec.get("min_score")
+    return scores >= min_score if min_score is not None else np.ones(scores.shape, bool)
+
+
+def keypoint_errors(xy, scores, other_xy, other_scores, spec: dict, unit: float = 1.0) -> np.ndarray:
+    """Per keypoint, how far two decodings of one person lie apart, in `unit`s (parity's: the
+    crop's longer side), and 0 where neither finds the keypoint (`found`): both saying "not found"
+    is agreement; where either finds it, the positions are compared (a score just across the
+    threshold on one side is no disagreement)."""
+    errors = np.linalg.norm(np.asarray(xy) - np.asarray(other_xy), axis=-1) / unit
+    return np.where(found(scores, spec) | found(other_scores, spec), errors, 0.0)
+
+
 DECODERS = {"regression": decode_regression, "heatmap": decode_heatmap}
 
 
@@ -85,7 +109,7 @@ def decode(spec: dict, outputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.n
     try:
         fn = DECODERS[spec["type"]]
     except KeyError:
-        raise ValueError(f"unknown decoder type {spec.get('type')!r} (known: {sorted(DECODERS)})") from None
+        raise DecoderError(f"unknown decoder type {spec.get('type')!r} (known: {sorted(DECODERS)})") from None
     return fn(spec, outputs)
 
 

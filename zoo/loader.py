@@ -9,9 +9,9 @@
 
 Only numpy, the standard library, zoo.decoders and the runtime of the artifact's format
 (onnxruntime or ai_edge_litert, imported when first needed): everything else, from the crop to
-the decoding, comes from the manifest. Whole-image and box crops, the warp and the
-preprocessing are those of the build's parity inputs (converters/calibration.py), pixel for
-pixel, so a runtime that follows this file feeds what parity fed.
+the decoding, comes from the manifest. The crops, the warp and the preprocessing below are the
+ones the build cuts its calibration and parity inputs with (converters/calibration.py calls
+them), so a runtime that follows this file feeds what parity fed.
 
 Crop kinds (`input.crop.kind`), each an affine map from input pixels to photo pixels:
 - `whole_image`: the whole photo, `letterbox` (scaled to fit, centred, black borders) or `stretch`.
@@ -34,11 +34,13 @@ from pathlib import Path
 import numpy as np
 
 from zoo.decoders import decode, decode_multi_pose
+from zoo.errors import PosezooError
+from zoo.runtime import RUNTIMES, open_runtime
 
 INTEGER_DTYPES = ("int8", "uint8", "int32")
 
 
-class LoaderError(ValueError):
+class LoaderError(PosezooError):
     pass
 
 
@@ -72,10 +74,12 @@ def load(manifest, model_id: str, format: str = "tflite", precision: str = "int8
         raise LoaderError(f"no model {model_id!r} in the manifest; it has: {', '.join(models) or 'none'}")
     model = models[model_id]
     artifact = select_artifact(model, format, precision, origin)
+    if artifact["format"] not in RUNTIMES or not artifact["path"].endswith(RUNTIMES[artifact["format"]][0]):
+        raise LoaderError(f"{model_id}: this loader runs {', '.join(f'{f} ({s})' for f, (s, _) in RUNTIMES.items())} "
+                          f"files, not {artifact['format']} {artifact['path']!r}")
     path = artifact_path(directory, artifact["path"])
     check_file(path, artifact["sha256"], artifact["bytes"])
-    runtime = OnnxRuntime if artifact["format"] == "onnx" else TFLiteRuntime
-    return Predictor(model, artifact, runtime(path, threads), crop)
+    return Predictor(model, artifact, open_runtime(path, threads), crop)
 
 
 def read_manifest(path) -> dict:
@@ -132,8 +136,8 @@ def check_file(path: Path, sha256: str, size: int) -> None:
 
 
 class Predictor:
-    """`run(input_name, tensor) -> {output name: array}` executes the artifact (OnnxRuntime,
-    TFLiteRuntime, or any callable that behaves like the artifact `artifact` describes)."""
+    """`run({input name: tensor}) -> {output name: array}` executes the artifact (a zoo.runtime
+    runtime, or any callable that behaves like the artifact `artifact` describes)."""
 
     def __init__(self, model: dict, artifact: dict, run, crop: dict | None = None):
         self.model, self.artifact, self.run = model, artifact, run
@@ -169,7 +173,7 @@ class Predictor:
                              box, keypoints)
         x = to_tensor(warp(image, matrix, self.width, self.height), self.spec, self.io_input,
                       self.artifact["input_layout"])
-        raw = self.run(self.io_input["name"], x)
+        raw = self.run({self.io_input["name"]: x})
         return matrix, model_outputs(raw, self.artifact["io"]["outputs"], self.model["outputs"], self.transposed)
 
 
@@ -191,6 +195,9 @@ def affine(center, x_axis, y_axis, width: int, height: int) -> np.ndarray:
     ax, ay = np.asarray(x_axis, float), np.asarray(y_axis, float)
     origin = np.asarray(center, float) - ax * width / 2 - ay * height / 2
     return np.array([[ax[0], ay[0], origin[0]], [ax[1], ay[1], origin[1]]])
+
+
+CROP_KINDS = ("whole_image", "box", "rotated_roi")
 
 
 def crop_matrix(crop: dict, width: int, height: int, image_size: tuple[int, int], box=None,
@@ -231,7 +238,7 @@ def crop_matrix(crop: dict, width: int, height: int, image_size: tuple[int, int]
         down = -up / np.linalg.norm(up)
         right = np.array([down[1], -down[0]])  # down turned a quarter anticlockwise: a rotation, no mirror
         return affine(center, right * side / width, down * side / height, width, height)
-    raise LoaderError(f"unknown crop kind {kind!r} (known: whole_image, box, rotated_roi)")
+    raise LoaderError(f"unknown crop kind {kind!r} (known: {', '.join(CROP_KINDS)})")
 
 
 def _box(box) -> tuple[float, float, float, float]:
@@ -244,12 +251,14 @@ def _box(box) -> tuple[float, float, float, float]:
 
 
 def warp(image: np.ndarray, matrix: np.ndarray, width: int, height: int) -> np.ndarray:
-    """The input grid sampled from the image: HxWx3 uint8.
+    """The input grid sampled from the image (HxWx3 uint8, or anything np.asarray makes one of,
+    such as an RGB PIL image): HxWx3 uint8.
 
     Exactly PIL's Image.transform(AFFINE, BILINEAR, fillcolor=black), which the build uses:
     continuous coordinates with pixel centres at +0.5; a sample point outside the image is
     black, one inside interpolates between the nearest pixel centres (clamped at the border);
     the result is truncated to an integer."""
+    image = np.asarray(image)
     ih, iw = image.shape[:2]
     gx, gy = np.meshgrid(np.arange(width) + 0.5, np.arange(height) + 0.5)
     m = matrix
@@ -316,35 +325,3 @@ def model_outputs(raw: dict[str, np.ndarray], io_outputs: list[dict], outputs: l
             raise LoaderError(f"output {name!r} has shape {list(y.shape)}; the manifest says {spec['shape']}")
         result[name] = np.asarray(y, np.float32)
     return result
-
-
-class OnnxRuntime:
-    def __init__(self, path: Path, threads: int):
-        import onnxruntime as ort
-
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        opts.log_severity_level = 3
-        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        self.names = [o.name for o in self.session.get_outputs()]
-
-    def __call__(self, input_name: str, x: np.ndarray) -> dict[str, np.ndarray]:
-        return dict(zip(self.names, self.session.run(None, {input_name: x})))
-
-
-class TFLiteRuntime:
-    def __init__(self, path: Path, threads: int):
-        from ai_edge_litert.interpreter import Interpreter
-
-        self.interpreter = Interpreter(model_path=str(path), num_threads=threads)
-        self.interpreter.allocate_tensors()
-        self.inputs = {d["name"]: d["index"] for d in self.interpreter.get_input_details()}
-        self.outputs = {d["name"]: d["index"] for d in self.interpreter.get_output_details()}
-
-    def __call__(self, input_name: str, x: np.ndarray) -> dict[str, np.ndarray]:
-        if input_name not in self.inputs:
-            raise LoaderError(f"the artifact has no input named {input_name!r} (it has {sorted(self.inputs)})")
-        self.interpreter.set_tensor(self.inputs[input_name], x)
-        self.interpreter.invoke()
-        return {name: self.interpreter.get_tensor(index) for name, index in self.outputs.items()}

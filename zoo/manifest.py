@@ -12,11 +12,14 @@ from pathlib import Path
 
 import jsonschema
 
+from zoo.errors import PosezooError
+from zoo.runtime import RUNTIMES
+
 SCHEMA_PATH = Path(__file__).with_name("manifest.schema.json")
 SCHEMA = json.loads(SCHEMA_PATH.read_text())
 
 
-class ManifestError(ValueError):
+class ManifestError(PosezooError):
     pass
 
 
@@ -70,7 +73,10 @@ def upsert_model(manifest: dict, model: dict) -> dict:
 
 
 def _artifact_order(a: dict) -> tuple[int, int]:
-    return ["onnx", "tflite"].index(a["format"]), ["fp32", "fp16", "int8"].index(a["precision"])
+    """Formats in the order they were registered (onnx, tflite, ...), then fp32, fp16, int8."""
+    formats = list(RUNTIMES)
+    return (formats.index(a["format"]) if a["format"] in formats else len(formats),
+            ["fp32", "fp16", "int8"].index(a["precision"]))
 
 
 def write_manifest(path: Path, manifest: dict) -> None:

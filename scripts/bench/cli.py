@@ -50,7 +50,7 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                    help="a publisher's own file of that model to time beside ours (repeatable)")
     p.add_argument("--web", action="store_true", help="also time each artifact in the web page (headless Chromium, "
                                                       "1 thread wasm): the `web ms` column")
-    p.add_argument("--images", type=Path, help="photos for the page (--web); default: those the build used")
+    p.add_argument("--images", type=Path, help="photos for the page (--web); default: $POSEZOO_CALIBRATION_IMAGES")
     p.add_argument("--json", action="store_true", help="print the rows as JSON (progress and notes on stderr)")
     return p
 

@@ -5,7 +5,12 @@ what the file takes (inputs, precision, resized), `.notes` what differed from th
 `import_runtime(format)` imports the same runtime and nothing more (the memory baseline)."""
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
+
+import converters.formats  # noqa: F401  every registered format's runtime, also in a worker process
+from zoo.runtime import RUNTIMES
 
 
 def make_input(shape, dtype) -> np.ndarray:
@@ -48,81 +53,54 @@ def _tflite_precision(interpreter, input_dtypes) -> str:
 
 
 class Runner:
-    """One loaded file, ready to infer on its deterministic input."""
+    """One loaded file (in posezoo's runtime, zoo/runtime.py), ready to infer on its deterministic input."""
 
     def __init__(self, path: str, fmt: str, threads: int, inputs, hint):
+        from zoo.runtime import TFLiteRuntime
+
         self.notes: list[str] = []
         wanted = {i["name"]: i for i in inputs or []}
         order = list(inputs or [])
-        if fmt == "tflite":
-            from ai_edge_litert.interpreter import Interpreter
 
-            self.interp = Interpreter(model_path=path, num_threads=threads)
-            details = self.interp.get_input_details()
-            resized = False
-            for k, d in enumerate(details):
-                spec = wanted.get(d["name"]) or (order[k] if k < len(order) else None)
+        def spec_of(k: int, name: str):
+            return wanted.get(name) or (order[k] if k < len(order) else None)
+
+        if fmt not in RUNTIMES:
+            raise ValueError(f"{path}: no runtime for {fmt!r} files")
+        self.runtime = RUNTIMES[fmt][1](path, threads)
+        shapes = {}
+        if isinstance(self.runtime, TFLiteRuntime):  # inputs stored with free dims are resized before timing
+            for k, d in enumerate(self.runtime.input_details):
+                spec = spec_of(k, d["name"])
                 sig = d.get("shape_signature", d["shape"]).tolist()
                 want = _concrete(spec["shape"] if spec else sig, hint)
                 if list(d["shape"]) != want or any(s < 0 for s in sig):
-                    self.interp.resize_tensor_input(d["index"], want, strict=False)
-                    resized = True
+                    shapes[d["name"]] = want
                     self.notes.append(f"input {d['name']} {sig} resized to {want}")
-            self.interp.allocate_tensors()
-            details = self.interp.get_input_details()
-            self.outputs = [d["index"] for d in self.interp.get_output_details()]
-            self.feeds = []
-            for k, d in enumerate(details):
-                spec = wanted.get(d["name"]) or (order[k] if k < len(order) else None)
-                dtype = np.dtype(d["dtype"])
-                if spec and np.dtype(spec["dtype"]) != dtype:
-                    self.notes.append(f"input {d['name']}: the file takes {dtype.name}, the manifest says {spec['dtype']}")
-                self.feeds.append((d["index"], make_input(d["shape"], dtype)))
-            self.info = {"inputs": [{"name": d["name"], "shape": d["shape"].tolist(), "dtype": np.dtype(d["dtype"]).name}
-                                    for d in details],
-                         "precision": _tflite_precision(self.interp, [d["dtype"] for d in details]), "resized": resized}
-            self.run = self._run_tflite
-        elif fmt == "onnx":
-            import onnxruntime as ort
+            if shapes:
+                self.runtime.resize(shapes)
+        shape_of = {}
+        for k, d in enumerate(self.runtime.inputs):
+            spec = spec_of(k, d["name"])
+            shape_of[d["name"]] = _concrete(d["shape"] if not spec else [a if isinstance(a, int) else b for a, b
+                                                                        in zip(spec["shape"], d["shape"])], hint)
+        self.feeds, info = {}, []
+        for k, d in enumerate(self.runtime.inputs):
+            spec = spec_of(k, d["name"])
+            dtype = np.dtype(d["dtype"] if d["dtype"] in np.sctypeDict else "float32")
+            if spec and np.dtype(spec["dtype"]) != dtype:
+                self.notes.append(f"input {d['name']}: the file takes {dtype.name}, the manifest says {spec['dtype']}")
+            self.feeds[d["name"]] = make_input(shape_of[d["name"]], dtype)
+            info.append({"name": d["name"], "shape": list(shape_of[d["name"]]), "dtype": dtype.name})
+        precision = (_tflite_precision(self.runtime.interpreter, [i["dtype"] for i in info])
+                     if isinstance(self.runtime, TFLiteRuntime) else None)
+        self.info = {"inputs": info, "precision": precision, "resized": bool(shapes)}
 
-            opts = ort.SessionOptions()
-            opts.intra_op_num_threads = threads
-            opts.inter_op_num_threads = 1
-            opts.log_severity_level = 3
-            self.session = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
-            types = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(int8)": "int8",
-                     "tensor(uint8)": "uint8", "tensor(int32)": "int32", "tensor(int64)": "int64"}
-            self.feeds = {}
-            info = []
-            for k, v in enumerate(self.session.get_inputs()):
-                spec = wanted.get(v.name) or (order[k] if k < len(order) else None)
-                dtype = np.dtype(types.get(v.type, "float32"))
-                if spec and np.dtype(spec["dtype"]) != dtype:
-                    self.notes.append(f"input {v.name}: the file takes {dtype.name}, the manifest says {spec['dtype']}")
-                shape = _concrete(v.shape if not spec else [a if isinstance(a, int) else b
-                                                             for a, b in zip(spec["shape"], v.shape)], hint)
-                self.feeds[v.name] = make_input(shape, dtype)
-                info.append({"name": v.name, "shape": shape, "dtype": dtype.name})
-            self.info = {"inputs": info, "precision": None, "resized": False}
-            self.run = self._run_onnx
-        else:
-            raise ValueError(f"{path}: no runtime for {fmt!r} files")
-
-    def _run_tflite(self):
-        for index, x in self.feeds:
-            self.interp.set_tensor(index, x)
-        self.interp.invoke()
-        for index in self.outputs:
-            self.interp.get_tensor(index)
-
-    def _run_onnx(self):
-        self.session.run(None, self.feeds)
-
+    def run(self) -> None:
+        """One inference: set the inputs, invoke, read the outputs."""
+        self.runtime(self.feeds)
 
 
 def import_runtime(fmt: str) -> None:
-    if fmt == "tflite":
-        from ai_edge_litert.interpreter import Interpreter  # noqa: F401
-    else:
-        import onnxruntime  # noqa: F401
-
+    """Import what runs `fmt` files and nothing more (the memory baseline)."""
+    importlib.import_module(RUNTIMES[fmt][1].library)

@@ -6,9 +6,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from converters.sources import default_cache_dir, sha256_of
+from zoo.errors import PosezooError
+from zoo.runtime import RUNTIMES
 
 
-class BenchError(ValueError):
+class BenchError(PosezooError):
     """Bad input: a missing manifest, artifact or vendor file, an unknown model id."""
 
 
@@ -119,9 +121,9 @@ def collect_targets(manifest: dict, manifest_dir: Path, ids=None, cache_dir: Pat
         for path, how in extra:
             if not path.is_file():
                 raise BenchError(f"{model['id']}: vendor file {path} does not exist")
-            fmt = path.suffix.lstrip(".")
-            if fmt not in ("onnx", "tflite"):
-                raise BenchError(f"{path}: a vendor file must be .onnx or .tflite")
+            fmt = next((f for f, (suffix, _) in RUNTIMES.items() if suffix == path.suffix), None)
+            if fmt is None:
+                raise BenchError(f"{path}: a vendor file must be one of {', '.join(s for s, _ in RUNTIMES.values())}")
             sha = sha256_of(path)
             if sha in seen:
                 continue

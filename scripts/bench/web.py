@@ -9,13 +9,13 @@ from scripts.bench.targets import BenchError
 
 def web_latencies(manifest_path: Path, manifest: dict, ids, runs: int, images: Path | None) -> dict[str, float]:
     """{artifact path: median ms in the page, 1 thread wasm} for the manifest's artifacts."""
+    from converters.fingerprint import photos_for
     from scripts.browser import BrowserError, Page
-    from scripts.serve import build_images
     from scripts.webserver import ServeError
 
     medians = {}
     try:
-        images = images or build_images(manifest)
+        images = photos_for(manifest, images, "--images")
         with Page(manifest_path.parent, images) as page:
             for model in manifest["models"]:
                 if ids and model["id"] not in ids:

@@ -1,5 +1,5 @@
 // The page: choose a model, an artifact and a photo; run it; draw the keypoints.
-import { cropMatrix, decode, decodeMultiPose, draw, imageData, load, loadManifest, warp } from "./posezoo.js";
+import { cropMatrix, decode, decodeMultiPose, draw, found, imageData, load, loadManifest, warp } from "./posezoo.js";
 
 const $ = (id) => document.getElementById(id);
 const tensors = (outputs) => Object.fromEntries(
@@ -46,7 +46,7 @@ async function run() {
   $("status").textContent = "running…";
   try {
     const { image, pose } = await runArtifact(m.id, $("artifact").value, own ? null : Number($("image").value), Number($("person").value));
-    draw($("canvas"), image, pose.poses || [pose], m.keypoints.skeleton || [], m.decoder.min_score ?? 0);
+    draw($("canvas"), image, pose.poses || [pose], m.keypoints.skeleton || [], m.decoder);
     $("status").textContent = `${m.id} ${$("artifact").selectedOptions[0].textContent}: ${pose.milliseconds.toFixed(1)} ms (inference, 1 thread wasm)`;
     $("keypoints").innerHTML = "<tr><th>keypoint</th><th>x</th><th>y</th><th>score</th></tr>" +
       pose.names.map((n, k) => `<tr><td>${n}</td><td>${pose.keypoints[k][0].toFixed(1)}</td><td>${pose.keypoints[k][1].toFixed(1)}</td><td>${pose.scores[k].toFixed(3)}</td></tr>`).join("");
@@ -72,7 +72,7 @@ async function main() {
   $("run").onclick = run;
   // For scripts and tests (scripts/browser.py): plain data only.
   window.posezoo = {
-    manifest, samples, cropMatrix,
+    manifest, samples, cropMatrix, found,
     // outputs as {name: {data: [...], shape}}: the decoders on given tensors
     decode: (spec, outputs) => decode(spec, tensors(outputs)),
     decodeMultiPose: (spec, outputs) => decodeMultiPose(spec, tensors(outputs)),

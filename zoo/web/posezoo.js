@@ -157,6 +157,14 @@ export function modelOutputs(raw, ioOutputs, outputs, transposed) {
 
 const sigmoid = (x) => 1 / (1 + Math.exp(-Math.min(Math.max(x, -80), 80)));
 
+// Per keypoint, whether the decoder reports it as found, as zoo/decoders.py `found`: below the
+// decoder's `min_score` a keypoint is not found (a heatmap's argmax on a flat map is noise); a
+// decoder without one finds every keypoint.
+export function found(scores, decoder) {
+  const min = decoder.min_score;
+  return Array.from(scores, (s) => min === undefined || min === null || s >= min);
+}
+
 // MoveNet MultiPose: `instances` rows of `values_per_instance` numbers (keypoints first).
 function instanceRows(spec, flat) {
   const { instances, values_per_instance: width } = spec.multi_pose;
@@ -374,28 +382,28 @@ export async function imageData(url) {
   return ctx.getImageData(0, 0, bitmap.width, bitmap.height);
 }
 
-// Skeletons, keypoints coloured by score, on a canvas showing the image.
-export function draw(canvas, image, poses, skeleton, minScore = 0) {
+// Skeletons, keypoints coloured by score, on a canvas showing the image: those the decoder finds.
+export function draw(canvas, image, poses, skeleton, decoder) {
   canvas.width = image.width;
   canvas.height = image.height;
   const ctx = canvas.getContext("2d");
   ctx.putImageData(image, 0, 0);
-  poses.forEach((pose) => drawPose(ctx, image, pose, skeleton, minScore));
+  poses.forEach((pose) => drawPose(ctx, image, pose, skeleton, found(pose.scores, decoder)));
 }
 
-function drawPose(ctx, image, pose, skeleton, minScore) {
+function drawPose(ctx, image, pose, skeleton, shown) {
   const r = Math.max(2, Math.round(Math.max(image.width, image.height) / 250));
   ctx.lineWidth = r;
   ctx.strokeStyle = "#00c8ff";
   for (const [a, b] of skeleton) {
-    if (pose.scores[a] < minScore || pose.scores[b] < minScore) continue;
+    if (!shown[a] || !shown[b]) continue;
     ctx.beginPath();
     ctx.moveTo(...pose.keypoints[a]);
     ctx.lineTo(...pose.keypoints[b]);
     ctx.stroke();
   }
   pose.keypoints.forEach(([x, y], k) => {
-    if (pose.scores[k] < minScore) return;
+    if (!shown[k]) return;
     ctx.fillStyle = `hsl(${Math.round(60 * Math.min(Math.max(pose.scores[k], 0), 1))}, 100%, 50%)`;
     ctx.beginPath();
     ctx.arc(x, y, r * 1.5, 0, 2 * Math.PI);

@@ -1,0 +1,179 @@
+"""The output formats, one registry entry each: everything a build, the manifest and the runtimes
+need to know about a format lives in its entry.
+
+Every format starts from the simplified ONNX FP32 of the original (`Conversion.fp32_onnx`):
+- `convert(conversion)`: the float files of the precisions asked for, {precision: path in
+  `conversion.out_dir`};
+- `quantize(conversion, evaluate)`: the INT8 file with its mixed-precision search
+  (converters/int8_search.py), `evaluate(path) -> score` being the parity gate's;
+- `embed(path, info)`: write the manifest's essentials into a file (converters/metadata.py);
+- `info(path)`: the manifest's `format_info`; `int8_weight_share(path)`: how much of an INT8
+  file's weights are int8;
+- `runtime`: the class that runs its files on the runtime side (zoo/runtime.py), registered
+  there with the format.
+
+Adding a format (CoreML, ExecuTorch, ...) is `register(Format(...))`: the CLI's `--formats`, the
+build, the manifest, verify and bench follow. A format not registered is refused where it is
+named (`get`).
+"""
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from zoo import runtime as runtimes_side
+from zoo.errors import PosezooError
+
+from . import complexity, metadata
+from .int8_search import SearchResult, search_float_prefix
+
+
+class FormatError(PosezooError):
+    """A format no registry entry describes."""
+
+
+@dataclass
+class Conversion:
+    """What every format's conversion starts from, for one model."""
+    model_id: str
+    fp32_onnx: Path  # the simplified ONNX FP32 of the original
+    work: Path  # scratch folder
+    out_dir: Path  # where candidates go (the model's staging folder)
+    precisions: tuple[str, ...]
+    spec: dict  # the model's input spec
+    rgb: list  # the calibration crops as HxWx3 uint8 RGB
+    feeds: list[dict]  # the same as the model's input tensors
+    int8: dict  # the recipe's INT8 options (method, io_dtype, max_float_share)
+    log: Callable[[str], None] = print
+    state: dict = field(default_factory=dict)  # a format's own intermediate results (onnx2tf's SavedModel)
+
+
+@dataclass(frozen=True)
+class Int8Build:
+    """A format's INT8 search: its result, the file it wrote (when one passed) and how it calibrated."""
+    result: SearchResult
+    path: Path
+    calibration: str
+
+
+@dataclass(frozen=True)
+class Format:
+    name: str
+    suffix: str
+    convert: Callable[[Conversion], dict[str, Path]]
+    quantize: Callable[[Conversion, Callable[[Path], float]], Int8Build]
+    embed: Callable[[Path, dict], None]
+    info: Callable[[Path], dict]
+    int8_weight_share: Callable[[Path], float]
+    runtime: type
+
+
+FORMATS: dict[str, Format] = {}
+
+
+def register(fmt: Format) -> Format:
+    """Make `fmt` known to the build (this registry) and to the runtime side (zoo.runtime)."""
+    FORMATS[fmt.name] = fmt
+    runtimes_side.register(fmt.name, fmt.suffix, fmt.runtime)
+    return fmt
+
+
+def get(name: str) -> Format:
+    if name not in FORMATS:
+        raise FormatError(f"unknown format {name!r}; posezoo converts to: {', '.join(FORMATS)}")
+    return FORMATS[name]
+
+
+def of_path(path: Path) -> Format:
+    """The format of a file, by its suffix."""
+    suffix = Path(path).suffix
+    for fmt in FORMATS.values():
+        if fmt.suffix == suffix:
+            return fmt
+    raise FormatError(f"{path}: no format has the suffix {suffix!r} (known: "
+                      f"{', '.join(f.suffix for f in FORMATS.values())})")
+
+
+def embed(path: Path, info: dict) -> None:
+    """Embed the manifest's essentials into `path`, whatever its format."""
+    of_path(path).embed(path, info)
+
+
+# ONNX: FP32 is the simplified conversion itself, FP16 its float16 twin (float32 I/O), INT8 static
+# QDQ from onnxruntime's quantizer.
+
+def _onnx_convert(c: Conversion) -> dict[str, Path]:
+    from .onnx_fp16 import onnx_to_fp16
+
+    made = {}
+    if "fp32" in c.precisions:
+        made["fp32"] = Path(shutil.copyfile(c.fp32_onnx, c.out_dir / f"{c.model_id}_fp32.onnx"))
+    if "fp16" in c.precisions:
+        made["fp16"] = onnx_to_fp16(c.fp32_onnx, c.out_dir / f"{c.model_id}_fp16.onnx")
+    return made
+
+
+def _onnx_quantize(c: Conversion, evaluate) -> Int8Build:
+    from .onnx_int8 import all_node_names, onnx_to_int8, output_head_nodes
+
+    c.log(f"[{c.model_id}] ONNX INT8 (static QDQ, {c.int8['method']}) with mixed-precision search")
+    target = c.out_dir / f"{c.model_id}_int8.onnx"
+    result = search_float_prefix(
+        all_node_names(c.fp32_onnx), lambda nodes: onnx_to_int8(c.fp32_onnx, target, c.feeds, c.int8["method"], nodes),
+        evaluate, 1.0, max_float_share=c.int8["max_float_share"], always_float=output_head_nodes(c.fp32_onnx))
+    return Int8Build(result, target, c.int8["method"])
+
+
+def _onnx_info(path: Path) -> dict:
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return {"opset": next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")),
+            "ir_version": model.ir_version}
+
+
+# TFLite: onnx2tf makes FP32 and FP16 (and the SavedModel the INT8 search converts with
+# TFLiteConverter).
+
+def _onnx2tf(c: Conversion):
+    """onnx2tf's files for this model, made once, and their input shape (NHWC, also for NCHW models)."""
+    from .onnx_to_tflite import onnx2tf_sample, onnx_to_tflite
+
+    if "tflite" not in c.state:
+        c.log(f"[{c.model_id}] onnx2tf -> TFLite FP32/FP16")
+        files = onnx_to_tflite(c.fp32_onnx, c.work, c.model_id, onnx2tf_sample(c.rgb),
+                               keep_nhwc_inputs=c.spec["layout"] == "NHWC")
+        c.state["tflite"] = files, runtimes_side.TFLiteRuntime(files.fp32).inputs[0]["shape"]
+    return c.state["tflite"]
+
+
+def _tflite_convert(c: Conversion) -> dict[str, Path]:
+    files, _ = _onnx2tf(c)
+    return {precision: Path(shutil.copyfile(path, c.out_dir / path.name))
+            for precision, path in (("fp32", files.fp32), ("fp16", files.fp16)) if precision in c.precisions}
+
+
+def _tflite_quantize(c: Conversion, evaluate) -> Int8Build:
+    from .runtimes import fit_layout
+    from .tflite_int8 import float_op_order, saved_model_to_int8
+
+    files, input_shape = _onnx2tf(c)
+    c.log(f"[{c.model_id}] TFLite INT8 (TFLiteConverter, io {c.int8['io_dtype']}) with mixed-precision search")
+    target = c.out_dir / f"{c.model_id}_int8.tflite"
+    saved_model = files.saved_model
+    calib = [fit_layout(f[c.spec["name"]], input_shape) for f in c.feeds]
+    order, heads = float_op_order(saved_model)
+    outputs = [o["name"] for o in runtimes_side.OnnxRuntime(c.fp32_onnx).outputs]
+    result = search_float_prefix(
+        order, lambda nodes: saved_model_to_int8(saved_model, target, calib, outputs, c.int8["io_dtype"], nodes),
+        evaluate, 1.0, max_float_share=c.int8["max_float_share"], always_float=heads)
+    return Int8Build(result, target, "minmax (TFLiteConverter)")
+
+
+register(Format("onnx", ".onnx", _onnx_convert, _onnx_quantize, metadata.embed_onnx, _onnx_info,
+                complexity.onnx_int8_weight_share, runtimes_side.OnnxRuntime))
+register(Format("tflite", ".tflite", _tflite_convert, _tflite_quantize, metadata.embed_tflite,
+                lambda path: {"tflite_schema_version": 3}, complexity.tflite_int8_weight_share,
+                runtimes_side.TFLiteRuntime))
