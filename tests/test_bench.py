@@ -17,6 +17,7 @@ from scripts.bench.runner import Runner, make_input
 from scripts.bench.table import COLUMNS, format_table, int8_choice_text, targets_text
 from scripts.bench.targets import BenchError, Target, collect_targets
 from scripts.bench.web import web_latencies
+from zoo.errors import RunError
 from scripts.bench.worker import Worker, baseline_kb
 
 
@@ -318,7 +319,7 @@ def test_runner_feeds_each_file_its_own_input(zoo):
     onnx.run()
     assert onnx.info["inputs"] == [{"name": "image", "shape": [1, 3, 32, 32], "dtype": "float32"}]
     assert onnx.notes == ["input image: the file takes float32, the manifest says uint8"]
-    with pytest.raises(ValueError, match="no runtime"):
+    with pytest.raises(RunError, match="no runtime"):
         Runner(str(root / "tiny" / "tiny_fp32.onnx"), "coreml", 1, None, None)
 
 

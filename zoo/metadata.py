@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from zoo.errors import UsageError
+
 TFLITE_METADATA_NAME = "posezoo"
 
 
@@ -16,7 +18,7 @@ def read_embedded(path: Path) -> dict:
     """The essentials embedded in an .onnx or .tflite file ({} where there are none)."""
     path = Path(path)
     if path.suffix not in READERS:
-        raise ValueError(f"{path}: posezoo embeds its metadata in {', '.join(READERS)} files only")
+        raise UsageError(f"{path}: posezoo embeds its metadata in {', '.join(READERS)} files only")
     return READERS[path.suffix](path)
 
 

@@ -10,6 +10,7 @@ import importlib
 import numpy as np
 
 import converters.formats  # noqa: F401  every registered format's runtime, also in a worker process
+from zoo.errors import RunError
 from zoo.runtime import RUNTIMES
 
 
@@ -66,7 +67,7 @@ class Runner:
             return wanted.get(name) or (order[k] if k < len(order) else None)
 
         if fmt not in RUNTIMES:
-            raise ValueError(f"{path}: no runtime for {fmt!r} files")
+            raise RunError(f"{path}: no runtime for {fmt!r} files (known: {', '.join(RUNTIMES)})")
         self.runtime = RUNTIMES[fmt][1](path, threads)
         shapes = {}
         if isinstance(self.runtime, TFLiteRuntime):  # inputs stored with free dims are resized before timing
