@@ -1,8 +1,11 @@
-"""The build: verified original -> ONNX/TFLite FP32/FP16/INT8 -> parity gate -> manifest entry.
+"""The build: verified original -> every registered format at FP32/FP16/INT8 -> parity gate ->
+manifest entry -> published (converters/publish.py).
 
 Written once for every family; a recipe says what the original is, how its input is cut and
-normalized, and how keypoints are decoded. Artifacts that fail their parity gate are deleted
-and listed under `rejected` with their numbers; they are never published.
+normalized, and how keypoints are decoded; each format's steps are its entry in
+converters/formats.py. `build` is the whole job for a list of models; `build_variant` one model
+into its staging folder. Artifacts that fail their parity gate are listed under `rejected` with
+their numbers; they are never published.
 """
 from __future__ import annotations
 
