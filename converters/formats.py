@@ -151,7 +151,7 @@ def _onnx2tf(c: Conversion):
 
 def _tflite_convert(c: Conversion) -> dict[str, Path]:
     files, _ = _onnx2tf(c)
-    return {precision: Path(shutil.copyfile(path, c.out_dir / path.name))
+    return {precision: Path(shutil.move(path, c.out_dir / path.name))
             for precision, path in (("fp32", files.fp32), ("fp16", files.fp16)) if precision in c.precisions}
 
 

@@ -31,6 +31,8 @@ from pathlib import Path
 from zoo.errors import PosezooError
 from zoo.manifest import empty_manifest, read_manifest, upsert_model, validate, write_manifest
 
+from .fileio import atomic_path
+
 STAGING = ".staging"
 JOURNAL = ".publish.json"
 LOCK = ".posezoo.lock"
@@ -151,13 +153,7 @@ def _replay(out: Path) -> bool:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
+        json.dump(data, f)
+        f.flush()
+        os.fsync(f.fileno())
