@@ -11,6 +11,7 @@ the annotation files are read by converters/annotations.py.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import warnings
@@ -114,11 +115,37 @@ def to_tensor(rgb: np.ndarray, spec: dict) -> np.ndarray:
     return loader_tensor(rgb, spec, {"dtype": spec["dtype"]}, spec.get("layout", "NHWC"))
 
 
+SPLITS = ("calibration", "gate")
+
+
+def split_of(photo: Path) -> str:
+    """Which set a photo's people belong to: `calibration` (what INT8 calibration and its
+    mixed-precision search may look at) or `gate` (what alone judges an INT8 file). Decided by the
+    photo's content (the first byte of its sha256: even -> calibration), so no photo is in both
+    sets, the split does not depend on paths or on other photos, and a photo added later moves
+    nobody else."""
+    return SPLITS[hashlib.sha256(Path(photo).read_bytes()).digest()[0] % 2]
+
+
 @dataclass
 class Sample:
     person: Person
     matrix: np.ndarray  # input pixels -> image pixels
     tensor: np.ndarray
+    rgb: np.ndarray  # the crop itself, HxWx3 uint8 (what `tensor` was made from)
+    split: str  # calibration or gate (split_of its photo)
+
+
+def set_record(samples: list[Sample]) -> dict:
+    """A set of people as the manifest records it: counts and a digest of who they are (each
+    photo's content hash with the person's box), so two builds can tell they used the same people."""
+    lines = sorted(f"{_photo_sha256(s.person.image)} {' '.join(f'{v:.2f}' for v in s.person.box)}" for s in samples)
+    return {"people": len(samples), "photos": len({s.person.image for s in samples}),
+            "sha256": hashlib.sha256("\n".join(lines).encode()).hexdigest()}
+
+
+def _photo_sha256(photo: Path) -> str:
+    return hashlib.sha256(Path(photo).read_bytes()).hexdigest()
 
 
 def parity_crop(model: dict) -> dict:
@@ -129,13 +156,24 @@ def parity_crop(model: dict) -> dict:
 
 
 def load_samples(folder: Path, spec: dict, crop: dict, limit: int | None = None) -> list[Sample]:
-    """Person crops of `folder` preprocessed for a model with input `spec` and crop rule `crop`."""
+    """Person crops of `folder` preprocessed for a model with input `spec` and crop rule `crop`,
+    each marked with its split (`split_of`); `limit`: at most that many people of each split."""
     height, width = input_hw(spec)
     samples = []
     images: dict[Path, np.ndarray] = {}
+    splits: dict[Path, str] = {}
+    taken = {split: 0 for split in SPLITS}
     for person in find_people(folder):
         if crop["kind"] == "whole_image" and person.image in images:
             continue  # one sample per frame for whole-frame models
+        if person.image not in splits:
+            with _reading(person.image):
+                splits[person.image] = split_of(person.image)
+        split = splits[person.image]
+        if limit and taken[split] >= limit:
+            if all(n >= limit for n in taken.values()):
+                break
+            continue
         if person.image not in images:
             with _reading(person.image), Image.open(person.image) as im:
                 images[person.image] = np.asarray(im.convert("RGB"))
@@ -144,9 +182,8 @@ def load_samples(folder: Path, spec: dict, crop: dict, limit: int | None = None)
         if matrix is None:
             continue
         rgb = warp(photo, matrix, width, height)
-        samples.append(Sample(person, matrix, to_tensor(rgb, spec)))
-        if limit and len(samples) >= limit:
-            break
+        samples.append(Sample(person, matrix, to_tensor(rgb, spec), rgb, split))
+        taken[split] += 1
     if not samples:
         raise CalibrationError(f"no usable person crops in {folder} for crop rule {crop}: the annotations "
                                "lack the keypoints it needs.")

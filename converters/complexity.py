@@ -52,13 +52,14 @@ def _attr(node, name):
 
 
 def _share(weights) -> float:
-    """Share of the weights (constant tensors of 2+ dimensions: kernels, not biases or shapes)
+    """Share of the weight bytes (constant tensors of 2+ dimensions: kernels, not biases or shapes)
     stored as 8-bit integers, from (dtype, shape) pairs. A file whose float layers hold most
-    weights is barely INT8, whatever share of its ops are integer."""
+    weight bytes is barely INT8, whatever share of its ops are integer."""
     counts = {"int8": 0, "other": 0}
     for dtype, shape in weights:
         if len(shape) >= 2:
-            counts["int8" if np.dtype(dtype).itemsize == 1 else "other"] += int(np.prod(shape))
+            size = np.dtype(dtype).itemsize
+            counts["int8" if size == 1 else "other"] += int(np.prod(shape)) * size
     total = counts["int8"] + counts["other"]
     return round(counts["int8"] / total, 4) if total else 0.0
 

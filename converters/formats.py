@@ -27,7 +27,7 @@ from zoo import runtime as runtimes_side
 from zoo.errors import PosezooError
 
 from . import complexity, metadata
-from .int8_search import SearchResult, search_float_prefix
+from .mixed_precision import SearchResult, search
 
 
 class FormatError(PosezooError):
@@ -45,7 +45,8 @@ class Conversion:
     spec: dict  # the model's input spec
     rgb: list  # the calibration crops as HxWx3 uint8 RGB
     feeds: list[dict]  # the same as the model's input tensors
-    int8: dict  # the recipe's INT8 options (method, io_dtype, max_float_share)
+    int8: dict  # the recipe's INT8 options (the ONNX calibration method)
+    decoder_output: str  # the output the keypoints are decoded from (what sensitivity is measured on)
     log: Callable[[str], None] = print
     state: dict = field(default_factory=dict)  # a format's own intermediate results (onnx2tf's SavedModel)
 
@@ -115,14 +116,31 @@ def _onnx_convert(c: Conversion) -> dict[str, Path]:
     return made
 
 
-def _onnx_quantize(c: Conversion, evaluate) -> Int8Build:
-    from .onnx_int8 import all_node_names, onnx_to_int8, output_head_nodes
+SENSITIVITY_PEOPLE = 6  # calibration people each knob's sensitivity is measured on
 
-    c.log(f"[{c.model_id}] ONNX INT8 (static QDQ, {c.int8['method']}) with mixed-precision search")
+
+def _onnx_quantize(c: Conversion, evaluate) -> Int8Build:
+    import onnx
+
+    from .fileio import atomic_path
+    from .onnx_int8 import (measure_sensitivity, onnx_to_int8, output_head_nodes, qdq_knobs, weight_params,
+                            with_float)
+
+    c.log(f"[{c.model_id}] ONNX INT8 (static QDQ, {c.int8['method']}) with per-tensor mixed precision")
+    full = onnx_to_int8(c.fp32_onnx, c.work / "int8_all.onnx", c.feeds, c.int8["method"])
+    qdq, fp32 = onnx.load(str(full)), onnx.load(str(c.fp32_onnx))
+    knobs, weights = qdq_knobs(qdq, fp32)
+    heads = {t for node in fp32.graph.node if node.name in output_head_nodes(c.fp32_onnx) for t in node.output}
+    always = [k.name for k in knobs if k.name in heads]  # the heads' outputs; their weights are int8 like any
+    measure = measure_sensitivity(qdq, weights, knobs, c.fp32_onnx, c.feeds[:SENSITIVITY_PEOPLE], c.decoder_output)
     target = c.out_dir / f"{c.model_id}_int8.onnx"
-    result = search_float_prefix(
-        all_node_names(c.fp32_onnx), lambda nodes: onnx_to_int8(c.fp32_onnx, target, c.feeds, c.int8["method"], nodes),
-        evaluate, 1.0, max_float_share=c.int8["max_float_share"], always_float=output_head_nodes(c.fp32_onnx))
+
+    def build(names: list[str]) -> Path:
+        with atomic_path(target) as tmp:
+            onnx.save(with_float(qdq, weights, names), str(tmp))
+        return target
+
+    result = search(knobs, *weight_params(qdq), build, evaluate, 1.0, measure, always)
     return Int8Build(result, target, c.int8["method"])
 
 
@@ -157,19 +175,18 @@ def _tflite_convert(c: Conversion) -> dict[str, Path]:
 
 def _tflite_quantize(c: Conversion, evaluate) -> Int8Build:
     from .runtimes import fit_layout
-    from .tflite_int8 import float_op_order, saved_model_to_int8
+    from .tflite_int8 import Int8Quantizer
 
     files, input_shape = _onnx2tf(c)
-    c.log(f"[{c.model_id}] TFLite INT8 (TFLiteConverter, io {c.int8['io_dtype']}) with mixed-precision search")
+    c.log(f"[{c.model_id}] TFLite INT8 (ai-edge-quantizer) with per-op mixed precision")
     target = c.out_dir / f"{c.model_id}_int8.tflite"
-    saved_model = files.saved_model
-    calib = [fit_layout(f[c.spec["name"]], input_shape) for f in c.feeds]
-    order, heads = float_op_order(saved_model)
     outputs = [o["name"] for o in runtimes_side.OnnxRuntime(c.fp32_onnx).outputs]
-    result = search_float_prefix(
-        order, lambda nodes: saved_model_to_int8(saved_model, target, calib, outputs, c.int8["io_dtype"], nodes),
-        evaluate, 1.0, max_float_share=c.int8["max_float_share"], always_float=heads)
-    return Int8Build(result, target, "minmax (TFLiteConverter)")
+    quantizer = Int8Quantizer(files.saved_model, [fit_layout(f[c.spec["name"]], input_shape) for f in c.feeds],
+                              outputs)
+    knobs, heads = quantizer.knobs()
+    measure = quantizer.measure_sensitivity(knobs, SENSITIVITY_PEOPLE, c.decoder_output)
+    result = search(knobs, 0, 0, lambda names: quantizer.write(names, target), evaluate, 1.0, measure, heads)
+    return Int8Build(result, target, "minmax (ai-edge-quantizer)")
 
 
 register(Format("onnx", ".onnx", _onnx_convert, _onnx_quantize, metadata.embed_onnx, _onnx_info,

@@ -1,8 +1,12 @@
-"""ONNX FP32 -> INT8 static QDQ (per-channel INT8 weights, INT8 activations) with onnxruntime.
+"""ONNX FP32 -> INT8 static QDQ (per-channel INT8 weights, INT8 activations) with onnxruntime,
+and the per-tensor mixed precision of converters/mixed_precision.py on it.
 
-Calibrated on real preprocessed inputs. `float_nodes` names nodes kept in float (the mixed
-precision the sensitivity search chose); both the node and the tensors only it touches then
-stay float.
+Calibrated once on real preprocessed inputs (`onnx_to_int8`; the output heads stay float, see
+`output_head_nodes`). Every other quantized tensor is a knob: a weight (its int8 initializer and
+DequantizeLinear) or an activation (its QuantizeLinear/DequantizeLinear pair). A plan keeps some
+knobs float by editing that one QDQ graph (`with_float`): a float weight is the FP32 model's own
+tensor, a float activation skips its Q/DQ pair; nothing is re-calibrated, so a plan and the
+calibration give the same bytes every time.
 """
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .fileio import atomic_path
+from .mixed_precision import Knob
 
 METHODS = ("minmax", "percentile", "entropy")
 
@@ -25,7 +30,8 @@ def output_head_nodes(onnx_path: Path) -> list[str]:
     A regression head's output often packs values of very different ranges in one tensor
     (BlazePose: x, y in pixels next to visibility logits), and one per-tensor INT8 scale for
     all of them ruins the coordinates: on BlazePose Heavy, quantizing that single Conv alone
-    drops PCK@0.05 from 1.0 to 0.64. These nodes stay float."""
+    drops PCK@0.05 from 1.0 to 0.64. These nodes' outputs stay float; their weights (a fifth of
+    BlazePose Lite's) are int8 like any other."""
     import onnx
 
     graph = onnx.load(str(onnx_path)).graph
@@ -40,12 +46,6 @@ def output_head_nodes(onnx_path: Path) -> list[str]:
                 break
             node = producer.get(node.input[0])
     return heads
-
-
-def all_node_names(onnx_path: Path) -> list[str]:
-    import onnx
-
-    return [n.name for n in onnx.load(str(onnx_path)).graph.node]
 
 
 def onnx_to_int8(onnx_in: Path, onnx_out: Path, calibration: list[dict[str, np.ndarray]],
@@ -71,6 +71,106 @@ def onnx_to_int8(onnx_in: Path, onnx_out: Path, calibration: list[dict[str, np.n
         quantize_static(str(onnx_in), str(tmp), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
                         calibrate_method=calib_method, nodes_to_exclude=list(float_nodes),
-                        extra_options={"ActivationSymmetric": False, "WeightSymmetric": True,
+                        # Relu/Clip stay in the graph (onnxruntime fuses them at load time anyway), so
+                        # a plan that keeps their tensor float still clips (with_float).
+                        extra_options={"QDQKeepRemovableActivations": True,
+                                       "ActivationSymmetric": False, "WeightSymmetric": True,
                                        "CalibPercentile": 99.999, "CalibTensorRangeSymmetric": False})
     return onnx_out
+
+
+QUANTIZED_SUFFIX = "_quantized"  # onnxruntime's name for a weight's int8 initializer: <float name>_quantized
+
+
+def qdq_knobs(qdq, fp32) -> tuple[list[Knob], dict[str, np.ndarray]]:
+    """The knobs of a QDQ model (onnx ModelProtos) and the FP32 weights a float plan puts back
+    ({weight knob name: array}). A weight knob is named after the FP32 initializer, an activation
+    knob after the float tensor its QuantizeLinear reads."""
+    from onnx import numpy_helper
+
+    float_inits = {i.name: i for i in fp32.graph.initializer}
+    int8_inits = {i.name: i for i in qdq.graph.initializer if i.data_type == 3 and len(i.dims) >= 2}
+    knobs, weights = [], {}
+    for node in qdq.graph.node:
+        if node.op_type == "DequantizeLinear" and node.input[0] in int8_inits:
+            name = node.input[0].removesuffix(QUANTIZED_SUFFIX)
+            if name not in float_inits:
+                raise ValueError(f"{node.input[0]}: no FP32 weight {name!r} to keep float (onnxruntime's naming changed?)")
+            weights[name] = numpy_helper.to_array(float_inits[name])
+            knobs.append(Knob(name, "weight", int(weights[name].size)))
+        elif node.op_type == "QuantizeLinear":
+            knobs.append(Knob(node.input[0], "activation", 0))
+    return knobs, weights
+
+
+def weight_params(model) -> tuple[int, int]:
+    """(all weight elements, those stored float) of an ONNX model: constant tensors of 2+
+    dimensions, as converters.complexity's int8 weight share counts them."""
+    total = floating = 0
+    for init in model.graph.initializer:
+        if len(init.dims) >= 2:
+            n = int(np.prod(init.dims))
+            total += n
+            floating += n if init.data_type != 3 else 0
+    return total, floating
+
+
+def with_float(qdq, weights: dict[str, np.ndarray], names) -> "onnx.ModelProto":  # noqa: F821
+    """A copy of the QDQ model with the knobs `names` float (see the module's docstring)."""
+    import onnx
+    from onnx import numpy_helper
+
+    names = set(names)
+    model = onnx.ModelProto()
+    model.CopyFrom(qdq)
+    graph = model.graph
+    rename: dict[str, str] = {}  # a skipped activation's DequantizeLinear output -> its float input
+    dropped = []
+    dequantizers: dict[str, list] = {}
+    for node in graph.node:
+        if node.op_type == "DequantizeLinear":
+            dequantizers.setdefault(node.input[0], []).append(node)
+    for node in graph.node:
+        if node.op_type == "DequantizeLinear" and node.input[0].removesuffix(QUANTIZED_SUFFIX) in names \
+                and node.input[0].endswith(QUANTIZED_SUFFIX):
+            weight = node.input[0].removesuffix(QUANTIZED_SUFFIX)
+            graph.initializer.append(numpy_helper.from_array(weights[weight], node.output[0]))
+            dropped.append(node)
+        elif node.op_type == "QuantizeLinear" and node.input[0] in names:
+            dropped.append(node)
+            for dq in dequantizers.get(node.output[0], []):
+                rename[dq.output[0]] = node.input[0]
+                dropped.append(dq)
+    for node in dropped:
+        graph.node.remove(node)
+    for node in graph.node:
+        for i, name in enumerate(node.input):
+            if name in rename:
+                node.input[i] = rename[name]
+    for output in graph.output:  # an output behind a skipped pair keeps its name
+        if output.name in rename:
+            graph.node.append(onnx.helper.make_node("Identity", [rename[output.name]], [output.name]))
+    used = {name for node in graph.node for name in node.input}
+    for init in [i for i in graph.initializer if i.name not in used]:
+        graph.initializer.remove(init)
+    return model
+
+
+def measure_sensitivity(qdq, weights: dict[str, np.ndarray], knobs: list[Knob], fp32_path: Path,
+                        feeds: list[dict[str, np.ndarray]], output: str) -> str:
+    """Set each knob's sensitivity: the noise-to-signal ratio of `output` (the decoder's tensor)
+    when that knob alone is quantized and everything else is float, against the FP32 model, over
+    `feeds` (calibration people). Returns the measure in words (for the manifest)."""
+    from zoo.runtime import OnnxRuntime
+
+    reference = OnnxRuntime(fp32_path)
+    expected = [reference(f)[output].astype(np.float64) for f in feeds]
+    signal = sum(float(np.sum(y ** 2)) for y in expected) or 1.0
+    everything = [k.name for k in knobs]
+    for knob in knobs:
+        alone = with_float(qdq, weights, [n for n in everything if n != knob.name])
+        runner = OnnxRuntime(alone.SerializeToString())
+        noise = sum(float(np.sum((runner(f)[output] - y) ** 2)) for f, y in zip(feeds, expected))
+        knob.sensitivity = noise / signal
+    return (f"noise-to-signal ratio of {output!r} with that tensor alone int8 (all else float), against the "
+            f"FP32 model, on {len(feeds)} calibration people")

@@ -8,7 +8,7 @@ artifact output is compared with an NHWC original (and vice versa) by transposin
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -25,6 +25,9 @@ DEFAULT_THRESHOLDS = {
     "int8": {"pck@0.05_min": 0.97},
 }
 ALPHAS = (0.01, 0.02, 0.05)
+# An INT8 file must also hold on the robustness set (converters/robustness.py): the gate people in
+# low light, over-exposed, hazy, noisy, blurred and JPEG-compressed, against the original on the same pixels.
+ROBUSTNESS_THRESHOLDS = {"pck@0.05_min": 0.95}
 
 
 def align(reference: np.ndarray, candidate: np.ndarray) -> np.ndarray:
@@ -208,24 +211,57 @@ def apply_gate(report: ParityReport, thresholds: dict[str, float],
 class ParityBench:
     """Real inputs, the original's outputs on them and the decoder: what every parity check needs.
 
-    `model` is a recipe or a manifest entry (both carry `input` and `decoder`)."""
+    `model` is a recipe or a manifest entry (both carry `input` and `decoder`). The samples carry
+    their split (converters.calibration.split_of): `subset("calibration")` is what INT8 calibration
+    and its search may see, `subset("gate")` what judges an INT8 file, `perturbed` its robustness set."""
 
     samples: list
     feeds: list[dict[str, np.ndarray]]
     reference: list[dict[str, np.ndarray]]
     decoder: dict
     keypoint_scale: float
+    spec: dict
     progress: bool = False
 
     @classmethod
     def prepare(cls, original, model: dict, images: Path, limit: int | None = None,
                 progress: bool = False) -> "ParityBench":
-        """`original`: the model in its own framework (converters.originals)."""
+        """`original`: the model in its own framework (converters.originals); `limit`: at most
+        that many people of each split."""
         spec = model["input"]
         samples = calibration.load_samples(images, spec, calibration.parity_crop(model), limit)
+        return cls._of(original, samples, model["decoder"], spec, progress)
+
+    @classmethod
+    def _of(cls, original, samples: list, decoder: dict, spec: dict, progress: bool) -> "ParityBench":
         feeds = [{spec["name"]: s.tensor} for s in samples]
         reference = [original.run(f) for f in _bar(feeds, "original", progress)]
-        return cls(samples, feeds, reference, model["decoder"], float(max(calibration.input_hw(spec))), progress)
+        return cls(samples, feeds, reference, decoder, float(max(calibration.input_hw(spec))), spec, progress)
+
+    def subset(self, split: str) -> "ParityBench":
+        """The people of one split (calibration or gate)."""
+        keep = [i for i, s in enumerate(self.samples) if s.split == split]
+        if not keep:
+            raise calibration.CalibrationError(
+                f"none of the {len(self.samples)} people is in the {split} set (photos are split by their "
+                "content hash, converters.calibration.split_of): add photos of people, or raise --max-samples")
+        return replace(self, samples=[self.samples[i] for i in keep], feeds=[self.feeds[i] for i in keep],
+                       reference=[self.reference[i] for i in keep])
+
+    def joined(self, other: "ParityBench") -> "ParityBench":
+        """These people and `other`'s (the same model and original)."""
+        return replace(self, samples=self.samples + other.samples, feeds=self.feeds + other.feeds,
+                       reference=self.reference + other.reference)
+
+    def perturbed(self, original) -> "ParityBench":
+        """The robustness set of these people: every one under every transform of
+        converters/robustness.py, with the original's outputs on the same pixels."""
+        from .robustness import TRANSFORMS, perturb
+
+        samples = [replace(s, rgb=rgb, tensor=calibration.to_tensor(rgb, self.spec), split=f"robustness/{name}")
+                   for name in TRANSFORMS for k, s in enumerate(self.samples)
+                   for rgb in [perturb(s.rgb, name, k)]]
+        return self._of(original, samples, self.decoder, self.spec, self.progress)
 
     def kernel_noise(self, original) -> dict[str, float]:
         """Per output, how far a TFLite original's default kernels (XNNPACK) are from its reference
@@ -248,11 +284,28 @@ class ParityBench:
         where TFLite's reference integer kernels cost minutes per trial on BlazePose Heavy. A
         trial only steers the search; the gate that decides publication always runs the chosen
         file on the reference kernels."""
+        return apply_gate(self._compare(self.run(path, reference_kernels)), thresholds, noise_floor)
+
+    def run(self, path: Path, reference_kernels: bool = True) -> list[dict[str, np.ndarray]]:
         runner = open_runner(path, reference_kernels=reference_kernels)
-        outputs = [runner(f) for f in _bar(self.feeds, f"parity {Path(path).name}", self.progress)]
-        report = compare(self.reference, outputs, lambda o: decode(self.decoder, o), self.keypoint_scale,
-                                self.decoder.get("min_score"), self.decoder)
-        return apply_gate(report, thresholds, noise_floor)
+        return [runner(f) for f in _bar(self.feeds, f"parity {Path(path).name}", self.progress)]
+
+    def _compare(self, outputs: list[dict[str, np.ndarray]], keep: list[int] | None = None) -> ParityReport:
+        keep = range(len(outputs)) if keep is None else keep
+        return compare([self.reference[i] for i in keep], [outputs[i] for i in keep],
+                       lambda o: decode(self.decoder, o), self.keypoint_scale, self.decoder.get("min_score"),
+                       self.decoder)
+
+    def check_robustness(self, path: Path, reference_kernels: bool = True) -> tuple[ParityReport, dict[str, float]]:
+        """On a `perturbed` bench: the gate of ROBUSTNESS_THRESHOLDS over all of it, and PCK@0.05
+        per transform (for the manifest and the report)."""
+        outputs = self.run(path, reference_kernels)
+        report = apply_gate(self._compare(outputs), ROBUSTNESS_THRESHOLDS)
+        by_transform: dict[str, list[int]] = {}
+        for i, s in enumerate(self.samples):
+            by_transform.setdefault(s.split.split("/", 1)[-1], []).append(i)
+        return report, {name: round(self._compare(outputs, keep).pck["0.05"], 4)
+                        for name, keep in by_transform.items()}
 
 
 def _bar(items, desc: str, enabled: bool):

@@ -23,6 +23,7 @@ from . import calibration, formats, parity
 from .complexity import complexity
 from .formats import Conversion
 from .metadata import essentials
+from .mixed_precision import MIN_INT8_WEIGHT_SHARE
 from .originals import TFLiteOriginal, open_original
 from .parity import ParityBench
 from .runtimes import open_runner, runtime_versions
@@ -295,10 +296,11 @@ def _build_converted(variant, original: ResolvedFile, opts: BuildOptions, out_di
             closing(open_original(variant, original.path)) as reference:
         bench = ParityBench.prepare(reference, recipe, opts.calibration_images, opts.max_samples, opts.progress)
         noise = bench.kernel_noise(reference)
-        lap = _lap(steps, "reference", start)
-        samples, feeds = bench.samples, bench.feeds
+        samples = bench.samples
         log(f"[{variant.id}] {len(samples)} real person crops from {opts.calibration_images} "
             f"({calibration.parity_crop(recipe)['kind']})")
+        int8 = Int8Benches.split(bench, reference, log, variant.id) if "int8" in opts.precisions else None
+        lap = _lap(steps, "reference", start)
         work = Path(work)
         candidates: dict[tuple[str, str], Path] = {}
         extra: dict[tuple[str, str], dict] = {}
@@ -308,18 +310,18 @@ def _build_converted(variant, original: ResolvedFile, opts: BuildOptions, out_di
         fp32_onnx = work / f"{variant.id}_fp32.onnx"
         simplify(raw_onnx, fp32_onnx)
         model["complexity"] = complexity(fp32_onnx)
+        calibrating = int8.calibration_samples if int8 else samples  # INT8 calibrates on its calibration people only
         conversion = Conversion(variant.id, fp32_onnx, work, out_dir, opts.precisions, spec,
-                                [_to_rgb(s.tensor, spec) for s in samples], feeds, variant.int8_options, log)
+                                [s.rgb for s in calibrating], [{spec["name"]: s.tensor} for s in calibrating],
+                                variant.int8_options, recipe["decoder"]["output"], log)
         for fmt in opts.formats:
             for precision, path in formats.get(fmt).convert(conversion).items():
                 candidates[fmt, precision] = path
         lap = _lap(steps, "convert", lap)
         if "int8" in opts.precisions:
-            thresholds = variant.thresholds["int8"]
-
-            def evaluate(path: Path) -> float:
+            def evaluate(path: Path) -> float:  # the search's trials see the calibration people only
                 try:
-                    return _gate_score(bench.check(path, thresholds, reference_kernels=False), thresholds)
+                    return int8.search_score(path, variant.thresholds["int8"])
                 except RuntimeError as e:  # e.g. XNNPACK refuses an op of this mix: this trial fails
                     log(f"[{variant.id}] {Path(path).name}: the runtime cannot run this trial: {_first_line(e)}")
                     return 0.0
@@ -334,7 +336,10 @@ def _build_converted(variant, original: ResolvedFile, opts: BuildOptions, out_di
                                                                                  PRECISIONS.index(kv[0][1]))):
             formats.get(fmt).embed(path, essentials(model, precision))
             try:
-                report = bench.check(path, variant.thresholds[precision], noise_floor=noise)
+                if precision == "int8":
+                    report, robustness = int8.judge(path, variant.thresholds["int8"], noise)
+                else:
+                    report, robustness = bench.check(path, variant.thresholds[precision], noise_floor=noise), None
             except RuntimeError as e:
                 reason = f"the runtime cannot run it: {_first_line(e)}"
                 log(f"[{variant.id}] {fmt}/{precision}: FAIL, {reason}")
@@ -343,8 +348,12 @@ def _build_converted(variant, original: ResolvedFile, opts: BuildOptions, out_di
                 model["rejected"].append({"format": fmt, "precision": precision, "reason": reason,
                                           **extra.get((fmt, precision), {})})
                 continue
-            log(f"[{variant.id}] {fmt}/{precision}: {_verdict(report)}")
+            log(f"[{variant.id}] {fmt}/{precision}: {_verdict(report)}" + (
+                f"; robustness set pck@0.05 {robustness['pck@0.05']:.3f} {robustness['by_transform']}"
+                if robustness else ""))
             parity_entry = _parity_entry(report, opts, REFERENCE_RUNTIME[recipe["original_format"]])
+            if robustness is not None:
+                parity_entry.update(people="gate", robustness=robustness)
             if report.passed:
                 model["artifacts"].append(_artifact_entry(out_dir, path, fmt, precision, parity_entry,
                                                           extra.get((fmt, precision), {}), spec))
@@ -357,15 +366,18 @@ def _build_converted(variant, original: ResolvedFile, opts: BuildOptions, out_di
                                           "parity": parity_entry, **extra.get((fmt, precision), {})})
         for (fmt, precision), info in extra.items():
             if (fmt, precision) not in candidates:
-                failures.append(f"{variant.id} {fmt}/{precision}: no mixed-precision setting reached the gate")
-                model["rejected"].append({"format": fmt, "precision": precision, **info,
-                                          "reason": "INT8 search found no setting that passes the parity gate"})
+                reason = info.pop("reason", "the INT8 search found no plan within the int8 weight share that passes "
+                                            "the gate on the calibration people")
+                failures.append(f"{variant.id} {fmt}/{precision}: {reason}")
+                model["rejected"].append({"format": fmt, "precision": precision, **info, "reason": reason})
         publisher_files = [_measure_publisher_file(variant, key, file, bench, model, log)
                            for key, file in (compare_with or {}).items()]
         _lap(steps, "parity", lap)
     model["build"] = {"seconds": round(time.time() - start, 1), "steps": steps, "samples": len(samples),
-                      "calibration_images": opts.calibration_set,
+                      "max_samples": opts.max_samples, "calibration_images": opts.calibration_set,
                       "original_kernel_noise_rel_err": {k: float(f"{v:.3g}") for k, v in noise.items()}}
+    if int8:
+        model["build"]["int8_people"] = int8.record()
     if publisher_files:
         model["build"]["publisher_files"] = publisher_files
     return VariantResult(model, failures, time.time() - start)
@@ -385,6 +397,58 @@ def _measure_publisher_file(variant, key: tuple[str, str], file: ResolvedFile, b
             "bytes": file.bytes, "parity": _rounded(report.to_dict())}
 
 
+@dataclass
+class Int8Benches:
+    """The people an INT8 file meets, split by photo. The calibration people (`search`) and their
+    robustness set (`search_robustness`, converters/robustness.py's transforms of them) give the
+    calibration ranges and decide every choice of the mixed-precision search, under the same two
+    gates as the final judgement; the others (`gate`) and their robustness set (`robustness`)
+    alone judge the file."""
+    search: ParityBench
+    search_robustness: ParityBench
+    gate: ParityBench
+    robustness: ParityBench
+
+    @classmethod
+    def split(cls, bench: ParityBench, original, log, model_id: str) -> "Int8Benches":
+        gate, calibrating = bench.subset("gate"), bench.subset("calibration")
+        made = cls(calibrating, calibrating.perturbed(original), gate, gate.perturbed(original))
+        log(f"[{model_id}] INT8 people: {len(calibrating.samples)} to calibrate and search on (with their "
+            f"{len(made.search_robustness.samples)} robustness crops), {len(gate.samples)} others to gate on "
+            f"(split by photo; {len(made.robustness.samples)} robustness crops)")
+        return made
+
+    @property
+    def calibration_samples(self) -> list:
+        """What the quantizers calibrate their ranges on: the calibration people and their transforms."""
+        return self.search.samples + self.search_robustness.samples
+
+    def search_score(self, path: Path, thresholds: dict) -> float:
+        """A trial's score on the calibration side: the judgement's two gates (the INT8 gate, and
+        PCK@0.05 on the robustness set) on the calibration people, 1.0 when both pass. TFLite runs
+        on its fast kernels here (see ParityBench.check)."""
+        clean = self.search.check(path, thresholds, reference_kernels=False)
+        robust = self.search_robustness.check(path, parity.ROBUSTNESS_THRESHOLDS, reference_kernels=False)
+        return min(_gate_score(clean, thresholds), _gate_score(robust, parity.ROBUSTNESS_THRESHOLDS))
+
+    def judge(self, path: Path, thresholds: dict, noise: dict) -> tuple[parity.ParityReport, dict]:
+        """The INT8 gate on the gate people, then PCK@0.05 on the robustness set (its failures join
+        the report's); returns the report and the manifest's `robustness` record."""
+        report = self.gate.check(path, thresholds, noise_floor=noise)
+        robust, by_transform = self.robustness.check_robustness(path)
+        report.failures += [f"robustness set: {f}" for f in robust.failures]
+        return report, {"samples": robust.samples, "pck@0.05": round(robust.pck["0.05"], 6),
+                        "thresholds": robust.thresholds, "by_transform": by_transform, "passed": robust.passed}
+
+    def record(self) -> dict:
+        """The manifest's `build.int8_people`: who calibrated and who judged, as counts and digests."""
+        return {"split": "by photo: the first byte of the photo's sha256, even -> calibration, odd -> gate",
+                "calibration": calibration.set_record(self.search.samples),
+                "gate": calibration.set_record(self.gate.samples),
+                "robustness": {"crops": len(self.robustness.samples),
+                               "transforms": sorted({s.split.split("/", 1)[1] for s in self.robustness.samples})}}
+
+
 def _gate_score(report: parity.ParityReport, thresholds: dict) -> float:
     """1.0 when the gate passes, else the worst ratio of a metric to its bound (for the log)."""
     if report.passed:
@@ -395,25 +459,26 @@ def _gate_score(report: parity.ParityReport, thresholds: dict) -> float:
 
 
 def _record_int8(candidates, extra, fmt: str, built: formats.Int8Build, log, model_id) -> None:
+    """Note a format's INT8 search in `extra` and its file in `candidates` when it may be published:
+    one whose search found no passing plan, or that holds less than MIN_INT8_WEIGHT_SHARE of its
+    weight bytes as int8, is not an INT8 model and is left out (rejected with its numbers)."""
     info = {"quantization": {"weights": "int8 per-channel (symmetric)", "activations": "int8",
-                             "calibration": built.calibration, **built.result.to_dict()}}
+                             "calibration": built.calibration, "calibration_people": "calibration",
+                             **built.result.to_dict()}}
     extra[fmt, "int8"] = info
-    log(f"[{model_id}] {fmt}/int8 search: " + ", ".join(
-        f"float {t.float_steps}/16 -> {'pass' if t.passed else 'fail'} ({t.score:.3f})" for t in built.result.trials))
-    if built.result.path is not None:
-        candidates[fmt, "int8"] = built.path
-        info["quantization"]["int8_weight_share"] = formats.get(fmt).int8_weight_share(built.path)
-    else:
+    log(f"[{model_id}] {fmt}/int8 search ({len(built.result.knobs)} tensors): " + ", ".join(
+        f"{t.floated} float -> {'pass' if t.passed else 'fail'} ({t.score:.3f})" for t in built.result.trials))
+    if built.result.path is None:
         Path(built.path).unlink(missing_ok=True)
-
-
-def _to_rgb(tensor: np.ndarray, spec: dict) -> np.ndarray:
-    """Invert the input normalization (for onnx2tf's validation sample)."""
-    x = tensor[0].transpose(1, 2, 0) if spec["layout"] == "NCHW" else tensor[0]
-    norm = spec.get("normalization", {"mean": [0, 0, 0], "std": [1, 1, 1]})
-    x = x * np.asarray(norm["std"]) + np.asarray(norm["mean"])
-    x = x[..., ::-1] if spec.get("color") == "BGR" else x
-    return np.clip(x, 0, 255).astype(np.uint8)
+        return
+    share = formats.get(fmt).int8_weight_share(built.path)
+    info["quantization"]["int8_weight_share"] = share
+    if share < MIN_INT8_WEIGHT_SHARE:
+        info["reason"] = (f"only {share:.1%} of its weight bytes are int8 (an INT8 file holds at least "
+                          f"{MIN_INT8_WEIGHT_SHARE:.0%})")
+        Path(built.path).unlink(missing_ok=True)
+        return
+    candidates[fmt, "int8"] = built.path
 
 
 def _first_line(error: Exception) -> str:

@@ -1,81 +1,188 @@
-"""SavedModel -> INT8 TFLite: static quantization of weights and activations, calibrated on real inputs.
+"""SavedModel -> INT8 TFLite with Google's ai-edge-quantizer, and the per-op mixed precision of
+converters/mixed_precision.py on it.
 
-Without `float_nodes` the result is full-integer (only integer kernels). With `float_nodes`
-(TFLite op output-tensor names, chosen by the sensitivity search) those ops stay float and the
-rest is integer: TFLite's selective quantization (QuantizationDebugger denylist).
-I/O dtype is float32, int8 or uint8; the file's own I/O scale/zero-point go to the manifest.
+The float model is TFLiteConverter's conversion of onnx2tf's SavedModel (its signature is what the
+quantizer calibrates through). It is calibrated once, on the calibration people; every op is a
+knob: int8 (static: int8 per-channel weights, int8 activations, integer kernels; the model's input
+and outputs stay float32, quantized inside the file) or, where a plan
+floats it, weight-only (its int8 weights dequantized into a float kernel: no weight byte is
+given up, its activations are float). The output heads are always weight-only, for the reason
+given in `onnx_int8.output_head_nodes`. A plan is a recipe applied to that one calibration, so a
+plan gives the same bytes every time, and a trial costs a fraction of a second.
 """
 from __future__ import annotations
 
+import contextlib
+import io
+import re
 from pathlib import Path
 
 import numpy as np
 
+from . import quiet
 from .fileio import atomic_path
+from .mixed_precision import Knob
 from .tflite_names import name_outputs
-
-
-def _converter(saved_model: Path, calibration: list[np.ndarray], io_dtype: str, full_integer: bool):
-    import tensorflow as tf
-
-    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-
-    def representative():  # integer inputs (MoveNet's uint8 pixels) are given as they are
-        for x in calibration:
-            yield [x if np.issubdtype(x.dtype, np.integer) else x.astype(np.float32)]
-
-    converter.representative_dataset = representative
-    if full_integer:
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    if io_dtype != "float32":
-        converter.inference_input_type = {"int8": tf.int8, "uint8": tf.uint8}[io_dtype]
-        converter.inference_output_type = converter.inference_input_type
-    return converter
-
-
-def saved_model_to_int8(saved_model: Path, tflite_out: Path, calibration: list[np.ndarray], output_names: list[str],
-                        io_dtype: str = "float32", float_nodes: list[str] = ()) -> Path:
-    """`output_names`: the ONNX outputs, in order (onnx2tf's SavedModel keys them output_<i>)."""
-    import tensorflow as tf
-
-    if not calibration:
-        raise ValueError("INT8 quantization needs at least one calibration input")
-    if float_nodes:
-        converter = _converter(saved_model, calibration, io_dtype, full_integer=False)
-        debugger = tf.lite.experimental.QuantizationDebugger(
-            converter=converter, debug_dataset=lambda: ([x] for x in calibration[:1]),
-            debug_options=tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=list(float_nodes)))
-        model = debugger.get_nondebug_quantized_model()
-    else:
-        model = _converter(saved_model, calibration, io_dtype, full_integer=True).convert()
-    with atomic_path(tflite_out) as tmp:
-        tmp.write_bytes(model)
-    return name_outputs(tflite_out, output_names)
-
 
 PASS_THROUGH_OPS = {"RESHAPE", "TRANSPOSE", "SQUEEZE", "EXPAND_DIMS", "LOGISTIC", "RELU", "RELU6"}
 
 
-def float_op_order(saved_model: Path) -> tuple[list[str], list[str]]:
-    """Output-tensor names of the float model's ops in execution order (denylist candidates), and
-    those of the output heads: each output's producers back through reshapes and activations to
-    the first computing op (kept float for the reason given in `onnx_int8.output_head_nodes`)."""
-    import tensorflow as tf
-    from ai_edge_litert.interpreter import Interpreter
+class Int8Quantizer:
+    """One float model calibrated once; `quantize(float_ops)` gives the INT8 file of a plan."""
 
-    data = tf.lite.TFLiteConverter.from_saved_model(str(saved_model)).convert()
-    interpreter = Interpreter(model_content=data)
-    ops = interpreter._get_ops_details()
-    name = {t["index"]: t["name"] for t in interpreter.get_tensor_details()}
-    order = [name[t] for op in ops for t in op["outputs"]]
-    producer = {t: op for op in ops for t in op["outputs"]}
-    heads: list[str] = []
-    for output in interpreter.get_output_details():
-        op = producer.get(output["index"])
-        while op is not None:
-            heads.extend(name[t] for t in op["outputs"] if name[t] not in heads)
-            if op["op_name"] not in PASS_THROUGH_OPS or len(op["inputs"]) == 0:
-                break
-            op = producer.get(op["inputs"][0])
-    return order, heads
+    def __init__(self, saved_model: Path, calibration: list[np.ndarray], output_names: list[str]):
+        import tensorflow as tf
+        from ai_edge_litert.interpreter import Interpreter
+        from ai_edge_quantizer import quantizer, recipe
+
+        if not calibration:
+            raise ValueError("INT8 quantization needs at least one calibration input")
+        self.float_model = tf.lite.TFLiteConverter.from_saved_model(str(saved_model)).convert()
+        self.output_names = list(output_names)
+        self.interpreter = Interpreter(model_content=self.float_model)
+        self.signature, = self.interpreter.get_signature_list()
+        self.input_name, = self.interpreter.get_signature_list()[self.signature]["inputs"]
+        self.calibration = calibration
+        self.weighted = self._ops_with_weights()
+        calibrating = quantizer.Quantizer(self.float_model)
+        calibrating.load_quantization_recipe(recipe.static_wi8_ai8())
+        with _quiet_progress():
+            self.ranges = calibrating.calibrate({self.signature: [self._feed(x) for x in calibration]})
+
+    def _feed(self, x: np.ndarray) -> dict:
+        return {self.input_name: x if np.issubdtype(x.dtype, np.integer) else x.astype(np.float32)}
+
+    def knobs(self) -> tuple[list[Knob], list[str]]:
+        """One knob per op, named by its output tensor (how the quantizer's recipes address ops),
+        and the output heads: each output's producers back through reshapes and activations to
+        the first computing op. A floated op keeps its weights int8, so no knob costs weight bytes."""
+        ops = self.interpreter._get_ops_details()
+        name = {t["index"]: t["name"] for t in self.interpreter.get_tensor_details()}
+        producer = {t: op for op in ops for t in op["outputs"]}
+        heads: list[str] = []
+        for output in self.interpreter.get_output_details():
+            op = producer.get(output["index"])
+            while op is not None:
+                heads.extend(name[t] for t in op["outputs"][:1] if name[t] not in heads)
+                if op["op_name"] not in PASS_THROUGH_OPS or len(op["inputs"]) == 0:
+                    break
+                op = producer.get(op["inputs"][0])
+        return [Knob(name[op["outputs"][0]], "op", 0) for op in ops if op["outputs"]], heads
+
+    def _ops_with_weights(self) -> set[str]:
+        """The ops (by output name) that read a constant tensor of 2+ dimensions."""
+        name = {t["index"]: t["name"] for t in self.interpreter.get_tensor_details()}
+        constants = {t["index"] for t in self.interpreter.get_tensor_details()
+                     if len(t["shape"]) >= 2 and self._is_constant(t["index"])}
+        return {name[op["outputs"][0]] for op in self.interpreter._get_ops_details()
+                if op["outputs"] and constants & set(op["inputs"])}
+
+    def _is_constant(self, index: int) -> bool:
+        try:
+            self.interpreter.get_tensor(index)
+            return True
+        except ValueError:  # a tensor computed at run time has no data before invoke
+            return False
+
+    def quantize(self, float_ops: list[str]) -> bytes:
+        """The INT8 model with `float_ops` in float kernels (weight-only where the op has weights)."""
+        from ai_edge_quantizer import recipe
+
+        plan = self._plan(recipe.static_wi8_ai8())
+        for op in float_ops:
+            self._float(plan, op)
+        return self._quantized(plan)
+
+    def quantize_alone(self, op: str | None) -> bytes:
+        """The model with `op` alone static int8 and every other op in float kernels on int8
+        weights (weight-only); `op` None: no op int8 (what each op's sensitivity adds to)."""
+        from ai_edge_quantizer import recipe
+
+        plan = self._plan(recipe.weight_only_wi8_afp32())
+        if op is not None:
+            plan.add_static_config(_exactly(op), "*", 8, 8)
+        return self._quantized(plan)
+
+    def _plan(self, base):
+        """A recipe on `base` whose model input and outputs stay float32: LiteRT.js (the web page)
+        cannot feed an int8 input, and float I/O is what every runtime feeds the FP32 file."""
+        from ai_edge_quantizer import quantizer
+        from ai_edge_quantizer.algorithm_manager import AlgorithmName
+
+        plan = quantizer.Quantizer(self.float_model)
+        plan.load_quantization_recipe(base)
+        for io in ("INPUT", "OUTPUT"):
+            plan.update_quantization_recipe(".*", io, algorithm_key=AlgorithmName.NO_QUANTIZE)
+        return plan
+
+    def _float(self, plan, op: str) -> None:
+        """`op` in a float kernel: weight-only (int8 weights) where it has weights, else not quantized."""
+        from ai_edge_quantizer.algorithm_manager import AlgorithmName
+
+        if op in self.weighted:
+            plan.add_weight_only_config(_exactly(op), "*", 8)
+        else:
+            plan.update_quantization_recipe(_exactly(op), "*", algorithm_key=AlgorithmName.NO_QUANTIZE)
+
+    def _quantized(self, plan) -> bytes:
+        with _quiet_progress():
+            return bytes(plan.quantize(self.ranges, enable_progress_bar=False, enable_progress_report=False)
+                         .quantized_model)
+
+    def write(self, float_ops: list[str], path: Path) -> Path:
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(self.quantize(float_ops))
+        return name_outputs(path, self.output_names)
+
+    def measure_sensitivity(self, knobs: list[Knob], people: int, output: str) -> str:
+        """Set each knob's sensitivity: the noise-to-signal ratio of `output` (the decoder's
+        tensor) with that op alone static int8 (every other op weight-only), against the float
+        model, over the first `people` calibration inputs. Returns the measure in words."""
+        from ai_edge_litert.interpreter import Interpreter
+
+        feeds = [self._feed(x) for x in self.calibration[:people]]
+        key = self._output_key(output)
+        expected = [np.asarray(y[key], np.float64) for y in _run(Interpreter(model_content=self.float_model),
+                                                                 self.signature, feeds)]
+        signal = sum(float(np.sum(y ** 2)) for y in expected) or 1.0
+        baseline = self.quantize_alone(None)
+        for knob in knobs:
+            model = self.quantize_alone(knob.name)
+            if model == baseline:  # an op the quantizer does not quantize
+                continue
+            got = _run(Interpreter(model_content=model), self.signature, feeds)
+            knob.sensitivity = sum(float(np.sum((np.asarray(g[key], np.float64) - y) ** 2))
+                                   for g, y in zip(got, expected)) / signal
+        return (f"noise-to-signal ratio of {output!r} with that op alone int8 (every other op int8 weights in float "
+                f"kernels), against the float model, on {len(feeds)} calibration people")
+
+    def _output_key(self, output: str) -> str:
+        """The signature key of the model output `output` (TFLiteConverter keys onnx2tf's outputs
+        `output_<i>`, i its position among the ONNX outputs; see converters/tflite_names.py)."""
+        keys = self.interpreter.get_signature_list()[self.signature]["outputs"]
+        by_position = f"output_{self.output_names.index(output)}"
+        if by_position in keys:
+            return by_position
+        letters = re.sub(r"[^A-Za-z0-9]", "", output)
+        return next((k for k in keys if re.sub(r"[^A-Za-z0-9]", "", k) == letters), keys[0])
+
+
+def _run(interpreter, signature: str, feeds: list[dict]) -> list[dict]:
+    runner = interpreter.get_signature_runner(signature)
+    return [runner(**feed) for feed in feeds]
+
+
+def _exactly(name: str) -> str:
+    """The quantizer's regex for the op whose (first) output is `name`: it matches recipes against
+    the op's output names, each followed by `;`."""
+    return f"^{re.escape(name)};"
+
+
+@contextlib.contextmanager
+def _quiet_progress():
+    """The quantizer's calibration draws a progress bar it has no switch for: hidden unless --verbose."""
+    if quiet.verbose():
+        yield
+        return
+    with contextlib.redirect_stderr(io.StringIO()):
+        yield

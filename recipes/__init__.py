@@ -76,7 +76,7 @@ class Variant:
 
     @property
     def int8_options(self) -> dict:
-        return {"io_dtype": "float32", "method": "minmax", "max_float_share": 0.75, **self.recipe.get("int8", {})}
+        return {"method": "minmax", **self.recipe.get("int8", {})}
 
 
 def load_recipe(path: Path) -> list[Variant]:

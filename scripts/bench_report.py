@@ -30,7 +30,8 @@ def markdown_table(rows: list[dict], title: str = "posezoo benchmark") -> str:
         "- lat/fp32, size/fp32: against our FP32 file of the same model and format, same thread count "
         "(< 1: faster, smaller).",
         "- lat/vendor: against the publisher's own file of the same model (same thread count).",
-        "- int8 choice: share of the graph's ops quantized (`quantization.quantized_share`) and activation bits.",
+        "- int8 choice: tensors the mixed-precision plan keeps float (`quantization.float_tensors`), share of "
+        "the weight bytes stored as int8 (`quantization.int8_weight_share`) and activation bits.",
         "- targets (INT8 TFLite of ours; reported, not enforced): speed = >= 1.5x faster than our FP32 TFLite "
         "at 1 thread; vendor = not slower than the publisher's file; size = <= 0.3x the FP32 file.",
     ]

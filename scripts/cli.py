@@ -186,7 +186,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--precisions", type=_csv(PRECISIONS), default=PRECISIONS)
     s.add_argument("--calibration-images", default=os.environ.get("POSEZOO_CALIBRATION_IMAGES"),
                    help="folder of real photos of people for INT8 calibration and parity")
-    s.add_argument("--max-samples", type=_positive_int, help="use at most N person crops (default: all)")
+    s.add_argument("--max-samples", type=_positive_int,
+                   help="use at most N person crops of each split, calibration and gate (default: all)")
     s.add_argument("--checkpoint", type=Path, help="convert your own file of the same architecture")
     s.add_argument("-j", "--jobs", type=_positive_int, default=1, help="build N models in parallel")
     s.add_argument("--keep-going", action="store_true",

@@ -160,8 +160,15 @@ def _parity_text(p: dict) -> str:
     if not p:
         return ""
     verdict = "PASS" if p.get("passed") else "FAIL"
-    return (f"{verdict}: rel err {p.get('rel_err', float('nan')):.2g}, cos {p.get('cos', float('nan')):.6f}, "
-            f"PCK@0.05 {p.get('pck@0.05', float('nan')):.3f}, n={p.get('samples', '?')}")
+    people = " gate people (not calibrated on)" if p.get("people") == "gate" else ""
+    text = (f"{verdict}: rel err {p.get('rel_err', float('nan')):.2g}, cos {p.get('cos', float('nan')):.6f}, "
+            f"PCK@0.05 {p.get('pck@0.05', float('nan')):.3f}, n={p.get('samples', '?')}{people}")
+    robust = p.get("robustness")
+    if robust:
+        worst = min(robust["by_transform"].items(), key=lambda kv: kv[1])
+        text += (f"; robustness set PCK@0.05 {robust['pck@0.05']:.3f} (n={robust['samples']}, worst {worst[0]} "
+                 f"{worst[1]:.3f})")
+    return text
 
 
 # --- HTML ----------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ from typing import Callable
 
 from converters.originals import TFLiteOriginal, open_original
 from converters.parity import ParityBench
+from converters.pipeline import Int8Benches
 from converters.sources import FileSpec, Resolver, sha256_of
 
 
@@ -46,8 +47,12 @@ def verify_manifest(manifest_path: Path, images: Path | None, resolver: Resolver
             log(f"{model['id']}: {images} are not the photos it was built on ({recorded['name']!r}); "
                 "its parity gates are re-run on these")
         reference, from_vendor = open_reference(model, resolver)
-        bench = ParityBench.prepare(reference, model, images, model["build"].get("samples"))
+        limit = model["build"]["max_samples"] if "max_samples" in model["build"] else model["build"].get("samples")
+        bench = ParityBench.prepare(reference, model, images, limit)
         noise = {} if from_vendor else bench.kernel_noise(reference)
+        int8 = None
+        if any(a["parity"].get("people") == "gate" for a in model["artifacts"]):
+            int8 = Int8Benches.split(bench, reference, lambda _: None, model["id"])
         for art in model["artifacts"]:
             name = f"{model['id']} {art['format']}/{art['precision']}"
             path = root / art["path"]
@@ -58,8 +63,11 @@ def verify_manifest(manifest_path: Path, images: Path | None, resolver: Resolver
             if got != art["sha256"] or path.stat().st_size != art["bytes"]:
                 failures.append(f"{name}: {path} changed (sha256 {got}, manifest says {art['sha256']})")
                 continue
-            report = bench.check(path, art["parity"]["thresholds"], reference_kernels=not from_vendor,
-                                 noise_floor=noise)
+            if art["parity"].get("people") == "gate":  # an INT8 file: judged on the people it was not calibrated on
+                report, _ = int8.judge(path, art["parity"]["thresholds"], noise)
+            else:
+                report = bench.check(path, art["parity"]["thresholds"], reference_kernels=not from_vendor,
+                                     noise_floor=noise)
             log(f"{name}: hash ok, parity {'PASS' if report.passed else 'FAIL'} "
                 f"(rel_err {report.summary()['rel_err']:.3g}, pck@0.05 {report.pck['0.05']:.3f})")
             checked.append({"artifact": art["path"], **report.summary(), "passed": report.passed})

@@ -98,3 +98,51 @@ def test_missing_folder_is_a_clear_error(tmp_path):
         find_people(tmp_path / "none")
     with pytest.raises(CalibrationError, match="no images of people"):
         find_people(tmp_path)
+
+
+BOX = {"kind": "box", "padding": 1.25}
+SMALL = {**SPEC, "shape": [1, 64, 48, 3]}
+
+
+def test_calibration_and_gate_people_come_from_different_photos(images):
+    from converters.calibration import SPLITS
+
+    samples = load_samples(images, SMALL, BOX)
+    photos = {split: {s.person.image for s in samples if s.split == split} for split in SPLITS}
+    assert photos["calibration"] and photos["gate"] and not photos["calibration"] & photos["gate"]
+    assert all(s.split in SPLITS for s in samples)
+
+
+def test_a_photos_split_depends_on_its_content_alone(images, tmp_path):
+    """Renamed, moved or joined by other photos, a photo stays in its set; the shared photos'
+    split is pinned so a change of rule cannot pass unnoticed."""
+    import shutil
+
+    from converters.calibration import split_of
+
+    photo = images / "coco" / "000000196141.jpg"
+    copy = tmp_path / "deep" / "renamed.jpg"
+    copy.parent.mkdir()
+    shutil.copy(photo, copy)
+    assert split_of(photo) == split_of(copy) == "calibration"
+    assert split_of(images / "coco" / "000000000785.jpg") == "gate"
+    splits = [split_of(p) for p in sorted(images.rglob("*.jpg"))]
+    assert splits.count("calibration") == 7 and splits.count("gate") == 10
+
+
+def test_the_limit_is_per_split_and_the_record_names_who(images):
+    from converters.calibration import set_record
+
+    samples = load_samples(images, SMALL, BOX, limit=3)
+    assert [s.split for s in samples].count("calibration") == 3 and [s.split for s in samples].count("gate") == 3
+    gate = [s for s in samples if s.split == "gate"]
+    record = set_record(gate)
+    assert record["people"] == 3 and record["photos"] == len({s.person.image for s in gate})
+    assert record == set_record(list(reversed(gate)))  # order does not matter, who does
+    assert record["sha256"] != set_record(gate[:2])["sha256"]
+
+
+def test_samples_keep_the_crop_they_were_made_from(images):
+    (sample, *_) = load_samples(images / "coco", SMALL, BOX, limit=1)
+    assert sample.rgb.shape == (64, 48, 3) and sample.rgb.dtype == np.uint8
+    np.testing.assert_array_equal(to_tensor(sample.rgb, SMALL), sample.tensor)

@@ -7,11 +7,11 @@ import pytest
 from conftest import TINY_DECODER, TINY_INPUT
 from converters import parity
 from converters.onnx_fp16 import onnx_to_fp16
-from converters.onnx_int8 import all_node_names, onnx_to_int8, output_head_nodes
+from converters.onnx_int8 import onnx_to_int8, output_head_nodes
 from converters.onnx_to_tflite import onnx2tf_sample, onnx_to_tflite
 from converters.runtimes import open_runner
 from converters.simplify import simplify
-from converters.tflite_int8 import float_op_order, saved_model_to_int8
+from converters.tflite_int8 import Int8Quantizer
 from converters.tflite_to_onnx import tflite_to_onnx
 from zoo.decoders import decode
 from converters.formats import embed
@@ -85,27 +85,44 @@ def test_output_heads_are_the_ops_that_write_the_outputs(chain):
     assert set(heads) <= {n.name for n in graph.node}
 
 
-def test_tflite_full_integer_with_int8_io_records_scale(chain):
+def test_tflite_int8_is_integer_kernels_with_float_io_named_like_onnx(chain):
+    """Integer kernels inside, float32 input and output (LiteRT.js cannot feed an int8 input)."""
     calib = [f["image"] for f in chain["feeds"]]
-    path = saved_model_to_int8(chain["tflite"].saved_model, chain["out"] / "q.tflite", calib, ["Identity"],
-                               io_dtype="int8")
+    path = Int8Quantizer(chain["tflite"].saved_model, calib, ["Identity"]).write([], chain["out"] / "q.tflite")
     io = open_runner(path).io_details()
     assert [o["name"] for o in io["outputs"]] == ["Identity"]  # named like the ONNX output
-    assert io["inputs"][0]["dtype"] == "int8" and io["inputs"][0]["quantization"]["scale"] > 0
-    interp = open_runner(path).runtime.interpreter
-    kinds = {op["op_name"] for op in interp._get_ops_details()}
-    assert "CONV_2D" in kinds and "DEQUANTIZE" not in kinds  # integer kernels only
-    assert report(chain, path).pck["0.05"] > 0.5  # runner quantizes inputs with the file's own scale
+    assert io["inputs"][0]["dtype"] == "float32" and io["outputs"][0]["dtype"] == "float32"
+    ops = open_runner(path).runtime.interpreter._get_ops_details()
+    assert ops[0]["op_name"] == "QUANTIZE" and {"CONV_2D", "DEPTHWISE_CONV_2D"} <= {op["op_name"] for op in ops}
+    assert [op["op_name"] for op in ops].count("DEQUANTIZE") == 1  # the output's; every kernel is integer
+    assert report(chain, path).pck["0.05"] > 0.5
 
 
-def test_tflite_selective_int8_keeps_denylisted_ops_float(chain):
+def test_tflite_plan_floats_ops_on_int8_weights_and_gives_the_same_bytes_twice(chain):
+    from converters.complexity import tflite_int8_weight_share
+
     calib = [f["image"] for f in chain["feeds"]]
-    order, heads = float_op_order(chain["tflite"].saved_model)
-    assert heads and set(heads) <= set(order) and heads[0] == order[-1]  # the op writing the output
-    path = saved_model_to_int8(chain["tflite"].saved_model, chain["out"] / "s.tflite", calib, ["Identity"],
-                               float_nodes=order[: len(order) // 2])
-    kinds = [op["op_name"] for op in open_runner(path).runtime.interpreter._get_ops_details()]
-    assert "DEQUANTIZE" in kinds or "QUANTIZE" in kinds
+    quantizer = Int8Quantizer(chain["tflite"].saved_model, calib, ["Identity"])
+    knobs, heads = quantizer.knobs()
+    assert heads and heads[0] == knobs[-1].name  # the op writing the output
+    plan = [k.name for k in knobs[:2]] + heads
+    path = quantizer.write(plan, chain["out"] / "plan.tflite")
+    assert tflite_int8_weight_share(path) == 1.0  # floated ops keep int8 weights
+    assert "DEQUANTIZE" in {op["op_name"] for op in open_runner(path).runtime.interpreter._get_ops_details()}
+    assert quantizer.quantize(plan) == quantizer.quantize(plan) != quantizer.quantize([])
+    again = Int8Quantizer(chain["tflite"].saved_model, calib, ["Identity"])
+    assert again.quantize(plan) == quantizer.quantize(plan)  # calibration is deterministic too
+
+
+def test_tflite_sensitivity_is_each_ops_error_alone(chain):
+    calib = [f["image"] for f in chain["feeds"]]
+    quantizer = Int8Quantizer(chain["tflite"].saved_model, calib, ["Identity"])
+    knobs, _ = quantizer.knobs()
+    measure = quantizer.measure_sensitivity(knobs, 3, "Identity")
+    assert "3 calibration people" in measure
+    assert any(k.sensitivity > 0 for k in knobs)
+    conv = next(k for k in knobs if "conv" in k.name.lower() or "Conv" in k.name)
+    assert conv.sensitivity > 0
 
 
 def test_every_conversion_is_deterministic(chain, tiny_tflite, tmp_path):
@@ -117,7 +134,7 @@ def test_every_conversion_is_deterministic(chain, tiny_tflite, tmp_path):
     q = [digest(onnx_to_int8(again, tmp_path / f"q{i}.onnx", chain["feeds"])) for i in range(2)]
     assert q[0] == q[1]
     calib = [f["image"] for f in chain["feeds"]]
-    t = [digest(saved_model_to_int8(tfl.saved_model, tmp_path / f"t{i}.tflite", calib, ["Identity"]))
+    t = [digest(Int8Quantizer(tfl.saved_model, calib, ["Identity"]).write([], tmp_path / f"t{i}.tflite"))
          for i in range(2)]
     assert t[0] == t[1]
 
@@ -134,9 +151,9 @@ def test_metadata_embedded_in_both_formats(chain, tmp_path):
         assert output.shape == (1, 10)
 
 
-def test_int8_weight_share_counts_kernels_stored_in_int8(tmp_path):
-    """A float kernel and an int8 kernel of equal size: half the weights are int8; 1-D tensors
-    (biases, shapes) do not count."""
+def test_int8_weight_share_counts_kernel_bytes_stored_in_int8(tmp_path):
+    """A float kernel and an int8 kernel of equal size: a fifth of the weight bytes are int8 (4 bytes
+    a float, 1 an int8); 1-D tensors (biases, shapes) do not count."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -149,7 +166,7 @@ def test_int8_weight_share_counts_kernels_stored_in_int8(tmp_path):
                               [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])], inits)
     onnx.save(helper.make_model(graph), tmp_path / "m.onnx")
-    assert onnx_int8_weight_share(tmp_path / "m.onnx") == 0.5
+    assert onnx_int8_weight_share(tmp_path / "m.onnx") == 0.2
 
 
 def test_onnx_fp16_points_the_graphs_own_casts_to_float16(tmp_path):

@@ -72,3 +72,25 @@ def test_a_family_build_with_keep_going_skips_the_ids_whose_files_cannot_be_had(
     assert code == 0 and not (tmp_path / "zoo" / "manifest.json").exists()
     assert "NOT PUBLISHED: efficientpose-iii: not built" in out and "--checkpoint" in out
     assert "NOT PUBLISHED: efficientpose-iv: not built" in out
+
+
+def test_int8_plan_is_recorded_and_a_rebuild_reproduces_it_byte_for_byte(zoo, shared, tmp_path):
+    """The INT8 files of the shared zoo (RT-Lite, 6 people of each split), built again from
+    scratch: the same people, the same sensitivities and plan, the same bytes."""
+    def int8(manifest):
+        (model,) = [m for m in read_manifest(manifest)["models"] if m["id"] == "efficientpose-rt-lite"]
+        return model, {a["format"]: a for a in model["artifacts"] if a["precision"] == "int8"}
+
+    model, first = int8(zoo)
+    assert set(first) == {"onnx", "tflite"}
+    for art in first.values():
+        assert art["quantization"]["int8_weight_share"] >= 0.9 and art["parity"]["people"] == "gate"
+        assert art["quantization"]["plan"]["tensors"] and art["parity"]["robustness"]["passed"]
+    assert main(["build", "efficientpose-rt-lite", "--formats", "onnx,tflite", "--precisions", "fp32,int8",
+                 "--max-samples", "6", "--out", str(tmp_path / "again"), "--calibration-images", str(shared / "images"),
+                 "--mirror", str(shared / "checkpoints"), "--offline"]) == 0
+    again_model, again = int8(tmp_path / "again" / "manifest.json")
+    assert again_model["build"]["int8_people"] == model["build"]["int8_people"]
+    for fmt, art in first.items():
+        assert again[fmt]["sha256"] == art["sha256"], fmt
+        assert again[fmt]["quantization"]["plan"] == art["quantization"]["plan"]

@@ -134,7 +134,7 @@ def from_saved_models(tmp_path_factory, shared):
                                                                         multipose=True), "fp32,fp16")}
     codes = {model_id: main(["build", model_id, "--checkpoint", str(tarball), "--precisions", precisions,
                              "--out", str(work / "zoo"), "--calibration-images", str(shared / "images"),
-                             "--max-samples", "8", "--offline"])
+                             "--max-samples", "4", "--offline"])
              for model_id, (tarball, precisions) in builds.items()}
     return work / "zoo" / "manifest.json", codes
 

@@ -1,0 +1,192 @@
+"""The per-tensor mixed-precision search (converters/mixed_precision.py) and its ONNX side: knobs,
+plans applied to one QDQ graph, sensitivities (converters/onnx_int8.py)."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from converters.mixed_precision import Knob, candidates, int8_byte_share, search
+
+
+def knobs():
+    return [Knob("a", "activation", 0, 0.5), Knob("w_big", "weight", 1000, 0.9), Knob("w_small", "weight", 10, 0.7),
+            Knob("b", "activation", 0, 0.1), Knob("c", "activation", 0, 0.5)]
+
+
+def test_byte_share_counts_a_float_element_as_four_bytes():
+    assert int8_byte_share(100, 0) == 1.0
+    assert int8_byte_share(100, 20) == pytest.approx(80 / (80 + 80))
+    assert int8_byte_share(0, 0) == 0.0
+
+
+def test_candidates_most_sensitive_first_ties_by_name_within_the_byte_budget():
+    order = [k.name for k in candidates(knobs(), total_params=10_000, fixed_float_params=0, min_share=0.0)]
+    assert order == ["w_big", "w_small", "a", "c", "b"]
+    # 1000 float elements of 10 000 leave 9000 / (9000 + 4000) = 69 % in int8: w_big is never floated
+    assert [k.name for k in candidates(knobs(), 10_000, 0, min_share=0.9)] == ["w_small", "a", "c", "b"]
+    # the heads' float weights count against the budget too
+    assert [k.name for k in candidates(knobs(), 10_000, 270, min_share=0.9)] == ["a", "c", "b"]
+
+
+def run_search(passes_from, items=None):
+    built = []
+
+    def build(names):
+        built.append(list(names))
+        return Path(f"/plan-{len(names)}")
+
+    def score(path):
+        return 1.0 if passes_from is not None and len(built[-1]) >= passes_from else 0.4
+
+    items = items or [Knob(f"k{i:02d}", "activation", 0, 1.0 / (i + 1)) for i in range(20)]
+    return search(items, 0, 0, build, score, 1.0, "test measure"), built
+
+
+def test_no_float_tensor_when_full_int8_passes():
+    result, built = run_search(0)
+    assert result.floated == [] and [t.floated for t in result.trials] == [0] and len(built) == 2
+
+
+def test_doubles_then_bisects_to_the_shortest_passing_run_and_builds_it_last():
+    result, built = run_search(5)
+    assert [t.floated for t in result.trials] == [0, 1, 2, 4, 8, 6, 5]
+    assert result.floated == [f"k{i:02d}" for i in range(5)] and built[-1] == result.floated
+    plan = result.to_dict()["plan"]
+    assert plan["sensitivity"] == "test measure"
+    assert [n for n, t in plan["tensors"].items() if t["precision"] == "float"] == result.floated
+
+
+def test_the_heads_outputs_are_float_in_every_trial_and_not_counted_as_found():
+    items = [Knob(f"k{i:02d}", "activation", 0, 1.0 / (i + 1)) for i in range(20)] + [Knob("head", "activation", 0)]
+    built = []
+
+    def build(names):
+        built.append(list(names))
+        return Path("/plan")
+
+    result = search(items, 0, 0, build, lambda path: 1.0 if len(built[-1]) >= 4 else 0.5, 1.0, "m", ["head"])
+    assert all(b[0] == "head" for b in built)
+    assert result.floated == ["head", "k00", "k01", "k02"] and [t.floated for t in result.trials] == [1, 2, 3, 5, 4]
+
+
+def test_gives_up_when_even_every_candidate_float_fails():
+    result, built = run_search(None)
+    assert result.path is None and result.floated == []
+    assert [t.floated for t in result.trials] == [0, 1, 2, 4, 8, 10]  # at most half the tensors float
+
+
+def test_a_plan_that_needs_most_tensors_float_is_not_an_int8_model():
+    result, _ = run_search(11)  # 11 of 20 tensors float would pass: a float model, not tried
+    assert result.path is None
+
+
+def test_a_file_holding_too_few_weight_bytes_in_int8_is_rejected_with_its_numbers(tmp_path):
+    """Whatever its plan says, the file itself is measured: a mostly float file is not published."""
+    from converters import formats
+    from converters.mixed_precision import SearchResult
+    from converters.pipeline import _record_int8
+
+    path = tiny_onnx(tmp_path / "m_int8.onnx")  # all float: 0 % of its weight bytes in int8
+    built = formats.Int8Build(SearchResult(path, [Knob("w1", "weight", 216)], [], [], "m"), path, "minmax")
+    candidates, extra, lines = {}, {}, []
+    _record_int8(candidates, extra, "onnx", built, lines.append, "m")
+    assert candidates == {} and not path.exists()
+    assert extra["onnx", "int8"]["reason"].startswith("only 0.0% of its weight bytes are int8")
+    assert extra["onnx", "int8"]["quantization"]["int8_weight_share"] == 0.0
+
+
+# ONNX: a three-conv graph (conv, Clip, conv, Relu, conv), quantized by onnxruntime.
+
+def tiny_onnx(path: Path) -> Path:
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.normal(0, 0.3, shape).astype(np.float32), name) for name, shape in
+             (("w1", (8, 3, 3, 3)), ("b1", (8,)), ("w2", (8, 8, 3, 3)), ("b2", (8,)), ("w3", (4, 8, 1, 1)),
+              ("b3", (4,)))]
+    inits += [numpy_helper.from_array(np.float32(v), n) for n, v in (("lo", 0.0), ("hi", 6.0))]
+    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),
+             helper.make_node("Clip", ["c1", "lo", "hi"], ["r1"], name="clip1"),
+             helper.make_node("Conv", ["r1", "w2", "b2"], ["c2"], name="conv2", pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c2"], ["r2"], name="relu2"),
+             helper.make_node("Conv", ["r2", "w3", "b3"], ["y"], name="conv3")]
+    graph = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 16, 16])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 16, 16])], inits)
+    onnx.save(helper.make_opset_model(graph, [helper.make_opsetid("", 17)]) if hasattr(helper, "make_opset_model")
+              else helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def quantized(tmp_path_factory):
+    import onnx
+
+    from converters.onnx_int8 import onnx_to_int8, qdq_knobs
+
+    folder = tmp_path_factory.mktemp("qdq")
+    fp32 = tiny_onnx(folder / "fp32.onnx")
+    rng = np.random.default_rng(1)
+    feeds = [{"x": rng.uniform(-1, 1, (1, 3, 16, 16)).astype(np.float32)} for _ in range(4)]
+    qdq_path = onnx_to_int8(fp32, folder / "int8.onnx", feeds, "minmax", ["conv3"])
+    qdq = onnx.load(str(qdq_path))
+    found, weights = qdq_knobs(qdq, onnx.load(str(fp32)))
+    return fp32, qdq_path, qdq, found, weights, feeds
+
+
+def run(model, feeds):
+    from zoo.runtime import OnnxRuntime
+
+    runner = OnnxRuntime(model if isinstance(model, Path) else model.SerializeToString())
+    return [runner(f)["y"] for f in feeds]
+
+
+def test_knobs_are_the_quantized_weights_and_activations_the_heads_excluded(quantized):
+    _, _, _, found, weights, _ = quantized
+    assert {(k.name, k.kind, k.params) for k in found if k.kind == "weight"} == {("w1", "weight", 216),
+                                                                                 ("w2", "weight", 576)}
+    assert {k.kind for k in found} == {"weight", "activation"} and set(weights) == {"w1", "w2"}
+
+
+def test_a_plan_with_every_knob_float_is_the_fp32_model(quantized):
+    from converters.onnx_int8 import weight_params, with_float
+
+    fp32, _, qdq, found, weights, feeds = quantized
+    everything = with_float(qdq, weights, [k.name for k in found])
+    assert not [n for n in everything.graph.node if n.op_type == "QuantizeLinear"]
+    assert {n.op_type for n in everything.graph.node} >= {"Clip", "Relu"}  # kept in the QDQ graph, so floats clip
+    for got, want in zip(run(everything, feeds), run(fp32, feeds)):
+        np.testing.assert_allclose(got, want, atol=1e-3)  # only the int32 biases remain quantized
+    assert weight_params(everything) == (216 + 576 + 32, 216 + 576 + 32)
+    assert weight_params(qdq) == (824, 32)  # the head's weights (conv3) stay float
+
+
+def test_a_plan_is_applied_to_the_same_graph_the_same_way_every_time(quantized):
+    from converters.onnx_int8 import with_float
+
+    _, qdq_path, qdq, found, weights, feeds = quantized
+    assert with_float(qdq, weights, []).SerializeToString() == qdq.SerializeToString()
+    one = with_float(qdq, weights, ["w1"]).SerializeToString()
+    assert one == with_float(qdq, weights, ["w1"]).SerializeToString()
+    floated = with_float(qdq, weights, ["w1"])
+    assert "w1_quantized" not in {i.name for i in floated.graph.initializer}
+
+
+def test_onnxruntime_quantizes_the_same_bytes_twice(quantized, tmp_path):
+    from converters.onnx_int8 import onnx_to_int8
+
+    fp32, qdq_path, _, _, _, feeds = quantized
+    again = onnx_to_int8(fp32, tmp_path / "again.onnx", feeds, "minmax", ["conv3"])
+    assert again.read_bytes() == qdq_path.read_bytes()
+
+
+def test_sensitivity_is_the_error_of_each_knob_alone(quantized):
+    from converters.onnx_int8 import measure_sensitivity
+
+    fp32, _, qdq, found, weights, feeds = quantized
+    measure = measure_sensitivity(qdq, weights, found, fp32, feeds, "y")
+    assert "4 calibration people" in measure and all(k.sensitivity > 0 for k in found)
+    by_name = {k.name: k.sensitivity for k in found}
+    again = [Knob(k.name, k.kind, k.params) for k in found]
+    measure_sensitivity(qdq, weights, again, fp32, feeds, "y")
+    assert {k.name: k.sensitivity for k in again} == by_name
