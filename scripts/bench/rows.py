@@ -8,8 +8,11 @@ import numpy as np
 
 from scripts.bench.measure import Measurement
 
-SPEED_TARGET = 1.5  # INT8 TFLite vs our FP32 TFLite, 1 thread: at least this many times faster
-SIZE_TARGET = 0.3  # INT8 TFLite file vs our FP32 TFLite file: at most this share of its size
+# The INT8 targets of issue 14 (reported, never asserted):
+LATENCY_TARGET = 0.8  # INT8 TFLite latency vs our FP32 TFLite, 1 thread: at most this share
+SIZE_TARGET = 0.35  # INT8 file vs our FP32 file of the format: at most this share of its size,
+SMALL_SIZE_TARGET = 0.40  # or this where that FP32 file is under SMALL_FP32_BYTES (per-channel
+SMALL_FP32_BYTES = 3_000_000  # scale tables weigh more in a small file)
 
 
 def activation_bits(quantization: dict | None) -> int | None:
@@ -82,7 +85,10 @@ def _targets(row: dict, rows: list[dict]) -> dict | None:
     speed = None
     one = next((r for r in rows if r["path"] == row["path"] and r["threads"] == 1), None)
     if one and one["lat_vs_fp32"]:
-        speed = one["lat_vs_fp32"] <= 1 / SPEED_TARGET
+        speed = one["lat_vs_fp32"] <= LATENCY_TARGET
     vendor = None if row["lat_vs_vendor"] is None else row["lat_vs_vendor"] <= 1.0
-    size = None if row["size_vs_fp32"] is None else row["size_vs_fp32"] <= SIZE_TARGET
-    return {"speed_1.5x_fp32_at_1_thread": speed, "not_slower_than_vendor": vendor, "size_0.3x_fp32": size}
+    size = None
+    if row["size_vs_fp32"]:
+        small = row["bytes"] / row["size_vs_fp32"] < SMALL_FP32_BYTES
+        size = row["size_vs_fp32"] <= (SMALL_SIZE_TARGET if small else SIZE_TARGET)
+    return {"latency_0.8x_fp32_at_1_thread": speed, "not_slower_than_vendor": vendor, "size_0.35x_fp32": size}

@@ -6,7 +6,7 @@ from __future__ import annotations
 def targets_text(targets: dict | None) -> str:
     if not targets:
         return ""
-    names = {"speed_1.5x_fp32_at_1_thread": "speed", "not_slower_than_vendor": "vendor", "size_0.3x_fp32": "size"}
+    names = {"latency_0.8x_fp32_at_1_thread": "speed", "not_slower_than_vendor": "vendor", "size_0.35x_fp32": "size"}
     return " ".join(f"{names[k]}:{'n/a' if v is None else ('ok' if v else 'MISS')}" for k, v in targets.items())
 
 
