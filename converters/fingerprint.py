@@ -66,7 +66,7 @@ def fingerprint(variant, original_sha256: str | None, vendor_sha256: list[str], 
     """`images`: images_digest of the calibration folder (computed once per build command)."""
     payload = {"recipe": variant.recipe, "original": original_sha256, "vendor": sorted(vendor_sha256),
                "formats": list(opts.formats), "precisions": list(opts.precisions),
-               "max_samples": opts.max_samples, "images": images, "tools": tools,
+               "max_samples": opts.max_samples, "int8_fallback": opts.int8_fallback, "images": images, "tools": tools,
                "code": code_digest(variant.family)}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 

@@ -5,7 +5,7 @@ Every format starts from the simplified ONNX FP32 of the original (`Conversion.f
 - `convert(conversion)`: the float files of the precisions asked for, {precision: path in
   `conversion.out_dir`};
 - `quantize(conversion, evaluate)`: the INT8 file with its mixed-precision search
-  (converters/int8_search.py), `evaluate(path) -> score` being the parity gate's;
+  (converters/mixed_precision.py), `evaluate(path) -> score` being the parity gate's;
 - `embed(path, info)`: write the manifest's essentials into a file (converters/metadata.py);
 - `info(path)`: the manifest's `format_info`; `int8_weight_share(path)`: how much of an INT8
   file's weights are int8;
@@ -45,7 +45,7 @@ class Conversion:
     spec: dict  # the model's input spec
     rgb: list  # the calibration crops as HxWx3 uint8 RGB
     feeds: list[dict]  # the same as the model's input tensors
-    int8: dict  # the recipe's INT8 options (the ONNX calibration method)
+    int8: dict  # the recipe's INT8 options: the ONNX calibration method, the fallback precision
     decoder_output: str  # the output the keypoints are decoded from (what sensitivity is measured on)
     log: Callable[[str], None] = print
     state: dict = field(default_factory=dict)  # a format's own intermediate results (onnx2tf's SavedModel)
@@ -53,10 +53,12 @@ class Conversion:
 
 @dataclass(frozen=True)
 class Int8Build:
-    """A format's INT8 search: its result, the file it wrote (when one passed) and how it calibrated."""
+    """A format's INT8 search: its result, the file it wrote (when one passed), how it calibrated
+    and the precision its plan raises tensors to."""
     result: SearchResult
     path: Path
     calibration: str
+    fallback: str
 
 
 @dataclass(frozen=True)
@@ -133,15 +135,20 @@ def _onnx_quantize(c: Conversion, evaluate) -> Int8Build:
     heads = {t for node in fp32.graph.node if node.name in output_head_nodes(c.fp32_onnx) for t in node.output}
     always = [k.name for k in knobs if k.name in heads]  # the heads' outputs; their weights are int8 like any
     measure = measure_sensitivity(qdq, weights, knobs, c.fp32_onnx, c.feeds[:SENSITIVITY_PEOPLE], c.decoder_output)
+    if c.int8["fallback"] == "a16w8":
+        for knob in knobs:
+            knob.raised = "int16" if knob.kind == "activation" else "float"
+    raised = {k.name: k.raised for k in knobs}
     target = c.out_dir / f"{c.model_id}_int8.onnx"
 
     def build(names: list[str]) -> Path:
         with atomic_path(target) as tmp:
-            onnx.save(with_float(qdq, weights, names), str(tmp))
+            onnx.save(with_float(qdq, weights, [n for n in names if raised[n] == "float"],
+                                 [n for n in names if raised[n] == "int16"]), str(tmp))
         return target
 
     result = search(knobs, *weight_params(qdq), build, evaluate, 1.0, measure, always)
-    return Int8Build(result, target, c.int8["method"])
+    return Int8Build(result, target, c.int8["method"], c.int8["fallback"])
 
 
 def _onnx_info(path: Path) -> dict:
@@ -182,11 +189,11 @@ def _tflite_quantize(c: Conversion, evaluate) -> Int8Build:
     target = c.out_dir / f"{c.model_id}_int8.tflite"
     outputs = [o["name"] for o in runtimes_side.OnnxRuntime(c.fp32_onnx).outputs]
     quantizer = Int8Quantizer(files.saved_model, [fit_layout(f[c.spec["name"]], input_shape) for f in c.feeds],
-                              outputs)
+                              outputs, c.int8["fallback"])
     knobs, heads = quantizer.knobs()
     measure = quantizer.measure_sensitivity(knobs, SENSITIVITY_PEOPLE, c.decoder_output)
     result = search(knobs, 0, 0, lambda names: quantizer.write(names, target), evaluate, 1.0, measure, heads)
-    return Int8Build(result, target, "minmax (ai-edge-quantizer)")
+    return Int8Build(result, target, "minmax (ai-edge-quantizer)", c.int8["fallback"])
 
 
 register(Format("onnx", ".onnx", _onnx_convert, _onnx_quantize, metadata.embed_onnx, _onnx_info,

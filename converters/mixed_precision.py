@@ -1,14 +1,20 @@
-"""Per-tensor mixed precision for INT8 files: which few tensors stay float, chosen by sensitivity.
+"""Per-tensor mixed precision for INT8 files: which few tensors leave int8, chosen by sensitivity.
 
 Measured on BlazePose (issue 14): INT8 error comes from a few tensors, mostly early weights whose
 rounding hurts, not from whole stretches of the graph, and trials over a float *prefix* of the
 graph are not even monotone. So every quantized tensor is a knob (a weight, an activation, or a
 TFLite op with its weights); each knob's sensitivity is measured on the calibration people alone
-(the format's own measure, converters/onnx_int8.py and tflite_int8.py); and the float set is the
+(the format's own measure, converters/onnx_int8.py and tflite_int8.py); and the raised set is the
 shortest run of the most sensitive knobs, in that order, whose file passes the INT8 gate on those
 same people. Knobs whose float weights would take the file below `MIN_INT8_WEIGHT_SHARE` of its
-weight bytes in int8 are never floated, and no plan floats more than `MAX_FLOAT_TENSORS` of the
+weight bytes in int8 are never floated, and no plan raises more than `MAX_RAISED_TENSORS` of the
 knobs: such a file is not an INT8 model, and it is rejected rather than published under that name.
+
+A knob the plan takes out of int8 goes to its `raised` precision, which the format sets from the
+recipe's `int8.fallback`: "float" (the default: the CPU runtimes these files are measured on,
+XNNPACK and onnxruntime, run float kernels fast and 16-bit activations only on slow reference
+paths) or "a16w8" (int16 activations with int8 weights, for accelerators that run those natively
+and fall back to the CPU for float, e.g. Qualcomm's HTP). A raised weight is always float.
 """
 from __future__ import annotations
 
@@ -17,7 +23,7 @@ from pathlib import Path
 from typing import Callable
 
 MIN_INT8_WEIGHT_SHARE = 0.9  # of the weight bytes, for a file to be published as int8
-MAX_FLOAT_TENSORS = 0.5  # of the knobs: a plan floating more is a float model (mostly float kernels)
+MAX_RAISED_TENSORS = 0.5  # of the knobs: a plan raising more is not an INT8 model (mostly other kernels)
 FLOAT_BYTES = 4
 
 
@@ -26,13 +32,14 @@ class Knob:
     """One quantized tensor (or TFLite op) the plan may keep float."""
     name: str
     kind: str  # "weight", "activation" or "op"
-    params: int  # weight elements kept float when this knob is (0 for an activation)
+    params: int  # weight elements kept float when this knob is raised (0 for an activation)
     sensitivity: float = 0.0  # error of the model with this knob alone quantized (format's own measure)
+    raised: str = "float"  # its precision when the plan takes it out of int8: float, int16, a16w8, w8-float
 
 
 @dataclass
 class Trial:
-    floated: int
+    raised: int
     score: float
     passed: bool
 
@@ -41,18 +48,18 @@ class Trial:
 class SearchResult:
     path: Path | None
     knobs: list[Knob]
-    floated: list[str]
+    raised: list[str]
     trials: list[Trial] = field(default_factory=list)
     measure: str = ""  # what `sensitivity` is, in words
 
     def to_dict(self) -> dict:
         """The manifest's record: the plan, one entry per knob, and the trials that chose it."""
-        chosen = set(self.floated)
+        chosen = set(self.raised)
         return {"plan": {"sensitivity": self.measure,
-                         "tensors": {k.name: {"kind": k.kind, "precision": "float" if k.name in chosen else "int8",
+                         "tensors": {k.name: {"kind": k.kind, "precision": k.raised if k.name in chosen else "int8",
                                               "params": k.params, "sensitivity": float(f"{k.sensitivity:.4g}")}
                                      for k in self.knobs}},
-                "float_tensors": len(self.floated), "trials": [t.__dict__ for t in self.trials]}
+                "raised_tensors": len(self.raised), "trials": [t.__dict__ for t in self.trials]}
 
 
 def int8_byte_share(total_params: int, float_params: int) -> float:
@@ -64,7 +71,7 @@ def int8_byte_share(total_params: int, float_params: int) -> float:
 
 def candidates(knobs: list[Knob], total_params: int, fixed_float_params: int,
                min_share: float = MIN_INT8_WEIGHT_SHARE) -> list[Knob]:
-    """The knobs in the order they are floated: most sensitive first (ties by name, so the order
+    """The knobs in the order they are raised: most sensitive first (ties by name, so the order
     is reproducible), leaving out any whose weights would take the file below `min_share`."""
     order, floated = [], fixed_float_params
     for knob in sorted(knobs, key=lambda k: (-k.sensitivity, k.name)):
@@ -77,17 +84,17 @@ def candidates(knobs: list[Knob], total_params: int, fixed_float_params: int,
 
 def search(knobs: list[Knob], total_params: int, fixed_float_params: int, build: Callable[[list[str]], Path],
            score: Callable[[Path], float], target: float = 1.0, measure: str = "",
-           always_float: list[str] = ()) -> SearchResult:
+           always_raised: list[str] = ()) -> SearchResult:
     """The shortest run of `candidates` whose file scores >= target.
 
-    `build(float_names)` writes the file with those knobs float and returns its path; `score(path)`
-    is the INT8 gate's on the calibration people. `always_float` (knob names: the output heads'
-    activations) are float in every trial. Run lengths 0, 1, 2, 4, ... are tried until one passes,
+    `build(raised_names)` writes the file with those knobs raised and returns its path; `score(path)`
+    is the INT8 gate's on the calibration people. `always_raised` (knob names: the output heads'
+    activations) are raised in every trial. Run lengths 0, 1, 2, 4, ... are tried until one passes,
     then the gap to the last failing length is bisected; the chosen file is built last."""
-    always = [k for k in knobs if k.name in set(always_float)]
+    always = [k for k in knobs if k.name in set(always_raised)]
     order = candidates([k for k in knobs if k not in always], total_params, fixed_float_params + sum(
         k.params for k in always))
-    order = always + order[: max(0, int(MAX_FLOAT_TENSORS * len(knobs)) - len(always))]
+    order = always + order[: max(0, int(MAX_RAISED_TENSORS * len(knobs)) - len(always))]
     trials: list[Trial] = []
     tried: dict[int, bool] = {}
 
@@ -112,6 +119,6 @@ def search(knobs: list[Knob], total_params: int, fixed_float_params: int, build:
             n = mid
         else:
             lo = mid
-    floated = [k.name for k in order[:len(always) + n]]
-    path = build(floated)  # the chosen file is the last one written
-    return SearchResult(path, knobs, floated, trials, measure)
+    raised = [k.name for k in order[:len(always) + n]]
+    path = build(raised)  # the chosen file is the last one written
+    return SearchResult(path, knobs, raised, trials, measure)

@@ -5,7 +5,8 @@ Calibrated once on real preprocessed inputs (`onnx_to_int8`; the output heads st
 `output_head_nodes`). Every other quantized tensor is a knob: a weight (its int8 initializer and
 DequantizeLinear) or an activation (its QuantizeLinear/DequantizeLinear pair). A plan keeps some
 knobs float by editing that one QDQ graph (`with_float`): a float weight is the FP32 model's own
-tensor, a float activation skips its Q/DQ pair; nothing is re-calibrated, so a plan and the
+tensor, a float activation skips its Q/DQ pair, an int16 activation (the a16w8 fallback) gets a
+16-bit pair over the same calibrated range; nothing is re-calibrated, so a plan and the
 calibration give the same bytes every time.
 """
 from __future__ import annotations
@@ -115,8 +116,9 @@ def weight_params(model) -> tuple[int, int]:
     return total, floating
 
 
-def with_float(qdq, weights: dict[str, np.ndarray], names) -> "onnx.ModelProto":  # noqa: F821
-    """A copy of the QDQ model with the knobs `names` float (see the module's docstring)."""
+def with_float(qdq, weights: dict[str, np.ndarray], names, int16=()) -> "onnx.ModelProto":  # noqa: F821
+    """A copy of the QDQ model with the knobs `names` float and the activations `int16` in 16 bits
+    (see the module's docstring)."""
     import onnx
     from onnx import numpy_helper
 
@@ -124,6 +126,10 @@ def with_float(qdq, weights: dict[str, np.ndarray], names) -> "onnx.ModelProto":
     model = onnx.ModelProto()
     model.CopyFrom(qdq)
     graph = model.graph
+    if int16:
+        _to_int16(graph, set(int16))
+        if not any(o.domain == CONTRIB_DOMAIN for o in model.opset_import):
+            model.opset_import.append(onnx.helper.make_opsetid(CONTRIB_DOMAIN, 1))
     rename: dict[str, str] = {}  # a skipped activation's DequantizeLinear output -> its float input
     dropped = []
     dequantizers: dict[str, list] = {}
@@ -154,6 +160,34 @@ def with_float(qdq, weights: dict[str, np.ndarray], names) -> "onnx.ModelProto":
     for init in [i for i in graph.initializer if i.name not in used]:
         graph.initializer.remove(init)
     return model
+
+
+CONTRIB_DOMAIN = "com.microsoft"  # onnxruntime's QuantizeLinear/DequantizeLinear with int16 before opset 21
+
+
+def _to_int16(graph, names: set[str]) -> None:
+    """Give the activations `names` int16 Q/DQ pairs over the range of their int8 pair: scale
+    range / 65535, the zero point placing the range's low end at -32768 (onnxruntime's contrib
+    ops, which run 16-bit Q/DQ at the models' opset)."""
+    from onnx import numpy_helper
+
+    inits = {i.name: i for i in graph.initializer}
+    pairs = {node.output[0]: node for node in graph.node if node.op_type == "QuantizeLinear" and node.input[0] in names}
+    for quantize in pairs.values():
+        scale = float(numpy_helper.to_array(inits[quantize.input[1]]))
+        zero = int(numpy_helper.to_array(inits[quantize.input[2]]))
+        low, high = (-128 - zero) * scale, (127 - zero) * scale
+        scale16 = (high - low) / 65535
+        zero16 = int(np.clip(np.round(-32768 - low / scale16), -32768, 32767))
+        prefix = quantize.input[0] + "_int16"
+        graph.initializer.extend([numpy_helper.from_array(np.array(scale16, np.float32), prefix + "_scale"),
+                                  numpy_helper.from_array(np.array(zero16, np.int16), prefix + "_zero_point")])
+        quantize.input[1], quantize.input[2] = prefix + "_scale", prefix + "_zero_point"
+        quantize.domain = CONTRIB_DOMAIN
+    for node in graph.node:
+        if node.op_type == "DequantizeLinear" and node.input[0] in pairs:
+            node.input[1], node.input[2] = pairs[node.input[0]].input[1], pairs[node.input[0]].input[2]
+            node.domain = CONTRIB_DOMAIN
 
 
 def measure_sensitivity(qdq, weights: dict[str, np.ndarray], knobs: list[Knob], fp32_path: Path,

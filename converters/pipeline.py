@@ -52,6 +52,7 @@ class BuildOptions:
     jobs: int = 1  # models built in parallel processes
     force: bool = False  # rebuild models whose artifacts are up to date
     keep_going: bool = False  # a model whose files cannot be had is listed, not an error
+    int8_fallback: str | None = None  # precision of the tensors an INT8 plan raises (default: the recipe's)
 
 
 @dataclass
@@ -313,7 +314,7 @@ def _build_converted(variant, original: ResolvedFile, opts: BuildOptions, out_di
         calibrating = int8.calibration_samples if int8 else samples  # INT8 calibrates on its calibration people only
         conversion = Conversion(variant.id, fp32_onnx, work, out_dir, opts.precisions, spec,
                                 [s.rgb for s in calibrating], [{spec["name"]: s.tensor} for s in calibrating],
-                                variant.int8_options, recipe["decoder"]["output"], log)
+                                int8_options(variant, opts), recipe["decoder"]["output"], log)
         for fmt in opts.formats:
             for precision, path in formats.get(fmt).convert(conversion).items():
                 candidates[fmt, precision] = path
@@ -449,6 +450,11 @@ class Int8Benches:
                                "transforms": sorted({s.split.split("/", 1)[1] for s in self.robustness.samples})}}
 
 
+def int8_options(variant, opts: BuildOptions) -> dict:
+    """The recipe's INT8 options, with --int8-fallback over its `fallback`."""
+    return {**variant.int8_options, **({"fallback": opts.int8_fallback} if opts.int8_fallback else {})}
+
+
 def _gate_score(report: parity.ParityReport, thresholds: dict) -> float:
     """1.0 when the gate passes, else the worst ratio of a metric to its bound (for the log)."""
     if report.passed:
@@ -463,11 +469,12 @@ def _record_int8(candidates, extra, fmt: str, built: formats.Int8Build, log, mod
     one whose search found no passing plan, or that holds less than MIN_INT8_WEIGHT_SHARE of its
     weight bytes as int8, is not an INT8 model and is left out (rejected with its numbers)."""
     info = {"quantization": {"weights": "int8 per-channel (symmetric)", "activations": "int8",
+                             "fallback": built.fallback,
                              "calibration": built.calibration, "calibration_people": "calibration",
                              **built.result.to_dict()}}
     extra[fmt, "int8"] = info
     log(f"[{model_id}] {fmt}/int8 search ({len(built.result.knobs)} tensors): " + ", ".join(
-        f"{t.floated} float -> {'pass' if t.passed else 'fail'} ({t.score:.3f})" for t in built.result.trials))
+        f"{t.raised} {built.fallback} -> {'pass' if t.passed else 'fail'} ({t.score:.3f})" for t in built.result.trials))
     if built.result.path is None:
         Path(built.path).unlink(missing_ok=True)
         return

@@ -4,10 +4,11 @@ converters/mixed_precision.py on it.
 The float model is TFLiteConverter's conversion of onnx2tf's SavedModel (its signature is what the
 quantizer calibrates through). It is calibrated once, on the calibration people; every op is a
 knob: int8 (static: int8 per-channel weights, int8 activations, integer kernels; the model's input
-and outputs stay float32, quantized inside the file) or, where a plan
-floats it, weight-only (its int8 weights dequantized into a float kernel: no weight byte is
-given up, its activations are float). The output heads are always weight-only, for the reason
-given in `onnx_int8.output_head_nodes`. A plan is a recipe applied to that one calibration, so a
+and outputs stay float32, quantized inside the file) or, where a plan raises it, weight-only
+("w8-float": its int8 weights dequantized into a float kernel, activations float; float if it has
+no weights) or, under the a16w8 fallback, int16 activations with its int8 weights (not the op
+writing a graph output, whose int16 would reach the caller). No raised op gives up a weight byte. The output heads are always raised, for the reason given in
+`onnx_int8.output_head_nodes`. A plan is a recipe applied to that one calibration, so a
 plan gives the same bytes every time, and a trial costs a fraction of a second.
 """
 from __future__ import annotations
@@ -30,7 +31,8 @@ PASS_THROUGH_OPS = {"RESHAPE", "TRANSPOSE", "SQUEEZE", "EXPAND_DIMS", "LOGISTIC"
 class Int8Quantizer:
     """One float model calibrated once; `quantize(float_ops)` gives the INT8 file of a plan."""
 
-    def __init__(self, saved_model: Path, calibration: list[np.ndarray], output_names: list[str]):
+    def __init__(self, saved_model: Path, calibration: list[np.ndarray], output_names: list[str],
+                 fallback: str = "float"):
         import tensorflow as tf
         from ai_edge_litert.interpreter import Interpreter
         from ai_edge_quantizer import quantizer, recipe
@@ -43,6 +45,7 @@ class Int8Quantizer:
         self.signature, = self.interpreter.get_signature_list()
         self.input_name, = self.interpreter.get_signature_list()[self.signature]["inputs"]
         self.calibration = calibration
+        self.fallback = fallback
         self.weighted = self._ops_with_weights()
         calibrating = quantizer.Quantizer(self.float_model)
         calibrating.load_quantization_recipe(recipe.static_wi8_ai8())
@@ -67,7 +70,12 @@ class Int8Quantizer:
                 if op["op_name"] not in PASS_THROUGH_OPS or len(op["inputs"]) == 0:
                     break
                 op = producer.get(op["inputs"][0])
-        return [Knob(name[op["outputs"][0]], "op", 0) for op in ops if op["outputs"]], heads
+        knobs = [Knob(name[op["outputs"][0]], "op", 0) for op in ops if op["outputs"]]
+        outputs = {t["name"] for t in self.interpreter.get_output_details()}
+        for knob in knobs:
+            knob.raised = ("a16w8" if self.fallback == "a16w8" and knob.name not in outputs
+                           else "w8-float" if knob.name in self.weighted else "float")
+        return knobs, heads
 
     def _ops_with_weights(self) -> set[str]:
         """The ops (by output name) that read a constant tensor of 2+ dimensions."""
@@ -84,13 +92,17 @@ class Int8Quantizer:
         except ValueError:  # a tensor computed at run time has no data before invoke
             return False
 
-    def quantize(self, float_ops: list[str]) -> bytes:
-        """The INT8 model with `float_ops` in float kernels (weight-only where the op has weights)."""
+    def quantize(self, raised_ops: list[str]) -> bytes:
+        """The INT8 model with `raised_ops` at the fallback precision (see the module's docstring)."""
         from ai_edge_quantizer import recipe
 
         plan = self._plan(recipe.static_wi8_ai8())
-        for op in float_ops:
-            self._float(plan, op)
+        outputs = {t["name"] for t in self.interpreter.get_output_details()}
+        for op in raised_ops:
+            if self.fallback == "a16w8" and op not in outputs:  # an int16 graph output would stay int16
+                plan.add_static_config(_exactly(op), "*", 16, 8)
+            else:
+                self._float(plan, op)
         return self._quantized(plan)
 
     def quantize_alone(self, op: str | None) -> bytes:
@@ -104,15 +116,10 @@ class Int8Quantizer:
         return self._quantized(plan)
 
     def _plan(self, base):
-        """A recipe on `base` whose model input and outputs stay float32: LiteRT.js (the web page)
-        cannot feed an int8 input, and float I/O is what every runtime feeds the FP32 file."""
         from ai_edge_quantizer import quantizer
-        from ai_edge_quantizer.algorithm_manager import AlgorithmName
 
         plan = quantizer.Quantizer(self.float_model)
         plan.load_quantization_recipe(base)
-        for io in ("INPUT", "OUTPUT"):
-            plan.update_quantization_recipe(".*", io, algorithm_key=AlgorithmName.NO_QUANTIZE)
         return plan
 
     def _float(self, plan, op: str) -> None:
@@ -125,13 +132,20 @@ class Int8Quantizer:
             plan.update_quantization_recipe(_exactly(op), "*", algorithm_key=AlgorithmName.NO_QUANTIZE)
 
     def _quantized(self, plan) -> bytes:
+        """The plan's model, its input and outputs float32 whatever the op configs say (the quantizer
+        applies the last matching config, so this comes last): LiteRT.js (the web page) cannot feed
+        an int8 input, and float I/O is what every runtime feeds the FP32 file."""
+        from ai_edge_quantizer.algorithm_manager import AlgorithmName
+
+        for io in ("INPUT", "OUTPUT"):
+            plan.update_quantization_recipe(".*", io, algorithm_key=AlgorithmName.NO_QUANTIZE)
         with _quiet_progress():
             return bytes(plan.quantize(self.ranges, enable_progress_bar=False, enable_progress_report=False)
                          .quantized_model)
 
-    def write(self, float_ops: list[str], path: Path) -> Path:
+    def write(self, raised_ops: list[str], path: Path) -> Path:
         with atomic_path(path) as tmp:
-            tmp.write_bytes(self.quantize(float_ops))
+            tmp.write_bytes(self.quantize(raised_ops))
         return name_outputs(path, self.output_names)
 
     def measure_sensitivity(self, knobs: list[Knob], people: int, output: str) -> str:

@@ -76,7 +76,7 @@ class Variant:
 
     @property
     def int8_options(self) -> dict:
-        return {"method": "minmax", **self.recipe.get("int8", {})}
+        return {"method": "minmax", "fallback": "float", **self.recipe.get("int8", {})}
 
 
 def load_recipe(path: Path) -> list[Variant]:

@@ -30,7 +30,7 @@ def markdown_table(rows: list[dict], title: str = "posezoo benchmark") -> str:
         "- lat/fp32, size/fp32: against our FP32 file of the same model and format, same thread count "
         "(< 1: faster, smaller).",
         "- lat/vendor: against the publisher's own file of the same model (same thread count).",
-        "- int8 choice: tensors the mixed-precision plan keeps float (`quantization.float_tensors`), share of "
+        "- int8 choice: tensors the mixed-precision plan takes out of int8 (`quantization.raised_tensors`), share of "
         "the weight bytes stored as int8 (`quantization.int8_weight_share`) and activation bits.",
         "- targets (INT8 TFLite of ours; reported, not enforced): speed = latency <= 0.8x our FP32 TFLite "
         "at 1 thread; vendor = not slower than the publisher's file; size = <= 0.35x the FP32 file "

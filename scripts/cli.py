@@ -102,7 +102,7 @@ def cmd_build(args) -> int:
     opts = BuildOptions(out=Path(args.out), calibration_images=Path(args.calibration_images), formats=args.formats,
                         precisions=args.precisions, checkpoint=args.checkpoint, max_samples=args.max_samples,
                         log=log, progress=not args.json, jobs=args.jobs, force=args.force,
-                        keep_going=args.keep_going)
+                        keep_going=args.keep_going, int8_fallback=args.int8_fallback)
     summary = build(variants, opts, _resolver(args))
     if args.json:
         print(json.dumps(summary.to_dict(), indent=2))
@@ -188,6 +188,9 @@ def parser() -> argparse.ArgumentParser:
                    help="folder of real photos of people for INT8 calibration and parity")
     s.add_argument("--max-samples", type=_positive_int,
                    help="use at most N person crops of each split, calibration and gate (default: all)")
+    s.add_argument("--int8-fallback", choices=("float", "a16w8"),
+                   help="precision of the tensors an INT8 plan takes out of int8 (default: the recipe's, float): "
+                        "float for CPU runtimes, a16w8 (int16 activations, int8 weights) for accelerators")
     s.add_argument("--checkpoint", type=Path, help="convert your own file of the same architecture")
     s.add_argument("-j", "--jobs", type=_positive_int, default=1, help="build N models in parallel")
     s.add_argument("--keep-going", action="store_true",

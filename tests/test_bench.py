@@ -125,7 +125,7 @@ def zoo(tmp_path_factory):
             _artifact(root, fp32, "tflite", "fp32"),
             _artifact(root, int8, "tflite", "int8", pck=0.9, dtype="uint8",
                       quantization={"weights": "int8 per-channel (symmetric)", "activations": "int8",
-                                    "float_tensors": 3, "trials": []}),
+                                    "raised_tensors": 3, "trials": []}),
             _artifact(root, vendor, "tflite", "int8", origin="vendor", dtype="uint8"),
         ], source_file="tiny_int8_vendor.tflite", source_sha=_sha(vendor)),  # the original is the vendor file
         _model("tiny-b", [_artifact(root, b_fp32, "tflite", "fp32")], source_file=original.name, source_sha=sha),
@@ -200,7 +200,7 @@ def _fake(model, name, fmt, precision, origin, ms, nbytes, threads=1, quantizati
 
 
 def test_rows_ratios_vendor_pairing_and_targets():
-    q = {"activations": "int8", "float_tensors": 3}
+    q = {"activations": "int8", "raised_tensors": 3}
     ms = [_fake("m", "m_fp32.tflite", "tflite", "fp32", "converted", 10.0, 1000),
           _fake("m", "m_int8.tflite", "tflite", "int8", "converted", 6.0, 280, quantization=q),
           _fake("m", "m_fp32.onnx", "onnx", "fp32", "converted", 20.0, 900),
@@ -220,8 +220,8 @@ def test_rows_ratios_vendor_pairing_and_targets():
     assert by["m_int8.onnx", 1]["vendor_ref"] == "m_int8_vendor.tflite"
     assert by["m_fp32.onnx", 1]["vendor_ref"] == "M_authors.tflite"  # a float file for a float one
     assert by["m_int8_vendor.tflite", 1]["lat_vs_vendor"] is None and by["m_int8_vendor.tflite", 1]["targets"] is None
-    assert int8["float_tensors"] == 3 and int8["activation_bits"] == 8
-    assert int8_choice_text(int8) == "f=3 a8"
+    assert int8["raised_tensors"] == 3 and int8["activation_bits"] == 8
+    assert int8_choice_text(int8) == "r=3 a8"
     assert int8["targets"] == {"latency_0.8x_fp32_at_1_thread": True, "not_slower_than_vendor": False,
                                "size_0.35x_fp32": True}
     assert targets_text(int8["targets"]) == "speed:ok vendor:MISS size:ok"

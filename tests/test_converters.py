@@ -185,3 +185,20 @@ def test_onnx_fp16_points_the_graphs_own_casts_to_float16(tmp_path):
     out = onnx_to_fp16(tmp_path / "m.onnx", tmp_path / "m16.onnx")
     y = open_runner(out)({"pixels": np.array([[0, 1, 2, 255]], np.uint8)})["half"]
     assert y.dtype == np.float32 and y.tolist() == [[0, 0.5, 1, 127.5]]
+
+
+def test_tflite_a16w8_fallback_raises_ops_to_int16_activations_on_int8_weights(chain):
+    from converters.complexity import tflite_int8_weight_share
+
+    calib = [f["image"] for f in chain["feeds"]]
+    quantizer = Int8Quantizer(chain["tflite"].saved_model, calib, ["Identity"], fallback="a16w8")
+    knobs, heads = quantizer.knobs()
+    assert {k.raised for k in knobs if k.name not in heads[:1]} == {"a16w8"}
+    path = quantizer.write([k.name for k in knobs], chain["out"] / "a16w8.tflite")
+    io = open_runner(path).io_details()
+    assert io["inputs"][0]["dtype"] == "float32" and io["outputs"][0]["dtype"] == "float32"
+    interpreter = open_runner(path).runtime.interpreter
+    int16 = {t["name"] for t in interpreter.get_tensor_details() if t["dtype"] == np.int16}
+    assert len(int16) > 2  # the raised ops write int16 activations
+    assert tflite_int8_weight_share(path) == 1.0
+    assert report(chain, path).pck["0.05"] > 0.5

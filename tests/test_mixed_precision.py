@@ -44,16 +44,16 @@ def run_search(passes_from, items=None):
 
 def test_no_float_tensor_when_full_int8_passes():
     result, built = run_search(0)
-    assert result.floated == [] and [t.floated for t in result.trials] == [0] and len(built) == 2
+    assert result.raised == [] and [t.raised for t in result.trials] == [0] and len(built) == 2
 
 
 def test_doubles_then_bisects_to_the_shortest_passing_run_and_builds_it_last():
     result, built = run_search(5)
-    assert [t.floated for t in result.trials] == [0, 1, 2, 4, 8, 6, 5]
-    assert result.floated == [f"k{i:02d}" for i in range(5)] and built[-1] == result.floated
+    assert [t.raised for t in result.trials] == [0, 1, 2, 4, 8, 6, 5]
+    assert result.raised == [f"k{i:02d}" for i in range(5)] and built[-1] == result.raised
     plan = result.to_dict()["plan"]
     assert plan["sensitivity"] == "test measure"
-    assert [n for n, t in plan["tensors"].items() if t["precision"] == "float"] == result.floated
+    assert [n for n, t in plan["tensors"].items() if t["precision"] == "float"] == result.raised
 
 
 def test_the_heads_outputs_are_float_in_every_trial_and_not_counted_as_found():
@@ -66,13 +66,13 @@ def test_the_heads_outputs_are_float_in_every_trial_and_not_counted_as_found():
 
     result = search(items, 0, 0, build, lambda path: 1.0 if len(built[-1]) >= 4 else 0.5, 1.0, "m", ["head"])
     assert all(b[0] == "head" for b in built)
-    assert result.floated == ["head", "k00", "k01", "k02"] and [t.floated for t in result.trials] == [1, 2, 3, 5, 4]
+    assert result.raised == ["head", "k00", "k01", "k02"] and [t.raised for t in result.trials] == [1, 2, 3, 5, 4]
 
 
 def test_gives_up_when_even_every_candidate_float_fails():
     result, built = run_search(None)
-    assert result.path is None and result.floated == []
-    assert [t.floated for t in result.trials] == [0, 1, 2, 4, 8, 10]  # at most half the tensors float
+    assert result.path is None and result.raised == []
+    assert [t.raised for t in result.trials] == [0, 1, 2, 4, 8, 10]  # at most half the tensors float
 
 
 def test_a_plan_that_needs_most_tensors_float_is_not_an_int8_model():
@@ -87,7 +87,7 @@ def test_a_file_holding_too_few_weight_bytes_in_int8_is_rejected_with_its_number
     from converters.pipeline import _record_int8
 
     path = tiny_onnx(tmp_path / "m_int8.onnx")  # all float: 0 % of its weight bytes in int8
-    built = formats.Int8Build(SearchResult(path, [Knob("w1", "weight", 216)], [], [], "m"), path, "minmax")
+    built = formats.Int8Build(SearchResult(path, [Knob("w1", "weight", 216)], [], [], "m"), path, "minmax", "float")
     candidates, extra, lines = {}, {}, []
     _record_int8(candidates, extra, "onnx", built, lines.append, "m")
     assert candidates == {} and not path.exists()
@@ -190,3 +190,23 @@ def test_sensitivity_is_the_error_of_each_knob_alone(quantized):
     again = [Knob(k.name, k.kind, k.params) for k in found]
     measure_sensitivity(qdq, weights, again, fp32, feeds, "y")
     assert {k.name: k.sensitivity for k in again} == by_name
+
+
+def test_int16_activations_keep_the_calibrated_range_in_16_bits(quantized):
+    """The a16w8 fallback: an activation's int8 pair becomes a 16-bit pair over the same range,
+    which onnxruntime runs, and which is closer to float than int8 is."""
+    from converters.onnx_int8 import CONTRIB_DOMAIN, with_float
+
+    fp32, _, qdq, found, weights, feeds = quantized
+    activations = [k.name for k in found if k.kind == "activation"]
+    wide = with_float(qdq, weights, [], activations)
+    pairs = [n for n in wide.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")
+             and n.input[0] in activations or n.op_type == "DequantizeLinear" and n.domain == CONTRIB_DOMAIN]
+    assert pairs and {n.domain for n in wide.graph.node if n.op_type == "QuantizeLinear"} == {CONTRIB_DOMAIN}
+    want = run(fp32, feeds)
+    error = {name: np.mean([np.abs(g - w).mean() for g, w in zip(run(m, feeds), want)])
+             for name, m in (("int8", qdq), ("int16", wide))}
+    assert error["int16"] < error["int8"] / 2, error
+    weights_still_int8 = [i for i in wide.graph.initializer if i.data_type == 3 and len(i.dims) >= 2]
+    assert {i.name for i in weights_still_int8} == {i.name for i in qdq.graph.initializer
+                                                   if i.data_type == 3 and len(i.dims) >= 2}

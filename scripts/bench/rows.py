@@ -54,7 +54,7 @@ def make_rows(measurements: list[Measurement]) -> list[dict]:
             "peak_mb": round(m.peak_kb / 1024, 2) if m.peak_kb is not None else None,
             "file_mb": round(t.bytes / 2**20, 4), "bytes": t.bytes,
             "inputs": (m.info or {}).get("inputs") or t.inputs,
-            "float_tensors": (t.quantization or {}).get("float_tensors"),
+            "raised_tensors": (t.quantization or {}).get("raised_tensors"),
             "int8_weight_share": (t.quantization or {}).get("int8_weight_share"),
             "activation_bits": activation_bits(t.quantization) if (t.precision == "int8" and t.ours) else None,
             "pck@0.02": t.pck02, "error": m.error,

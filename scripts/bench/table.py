@@ -11,10 +11,10 @@ def targets_text(targets: dict | None) -> str:
 
 
 def int8_choice_text(row: dict) -> str:
-    """f: tensors the mixed-precision plan keeps float; w: share of weight bytes in int8; a: activation bits."""
+    """r: tensors the mixed-precision plan raises out of int8; w: share of weight bytes in int8; a: activation bits."""
     parts = []
-    if row.get("float_tensors") is not None:
-        parts.append(f"f={row['float_tensors']}")
+    if row.get("raised_tensors") is not None:
+        parts.append(f"r={row['raised_tensors']}")
     if row.get("int8_weight_share") is not None:
         parts.append(f"w={row['int8_weight_share']:.2f}")
     if row.get("activation_bits"):
