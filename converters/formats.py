@@ -59,6 +59,7 @@ class Int8Build:
     path: Path
     calibration: str
     fallback: str
+    rounding: dict  # how the weights were rounded (converters/learned_rounding.py)
 
 
 @dataclass(frozen=True)
@@ -121,6 +122,22 @@ def _onnx_convert(c: Conversion) -> dict[str, Path]:
 SENSITIVITY_PEOPLE = 6  # calibration people each knob's sensitivity is measured on
 
 
+def _int8_start(c: Conversion) -> tuple[Path, dict]:
+    """The FP32 model both formats' INT8 files are quantized from, made once: the FP32 itself
+    (round to nearest) or its weights on the int8 grid by learned rounding (recipe `int8.rounding`),
+    on the calibration people; and the manifest's record of it."""
+    from .learned_rounding import adaround
+
+    if "int8_start" not in c.state:
+        if c.int8["rounding"] == "adaround":
+            c.log(f"[{c.model_id}] learned weight rounding (AdaRound, {c.int8['rounding_iterations']} steps per layer)")
+            rounded = c.work / f"{c.model_id}_rounded.onnx"
+            c.state["int8_start"] = rounded, adaround(c.fp32_onnx, rounded, c.feeds, c.int8["rounding_iterations"])
+        else:
+            c.state["int8_start"] = c.fp32_onnx, {"method": "nearest"}
+    return c.state["int8_start"]
+
+
 def _onnx_quantize(c: Conversion, evaluate) -> Int8Build:
     import onnx
 
@@ -128,8 +145,9 @@ def _onnx_quantize(c: Conversion, evaluate) -> Int8Build:
     from .onnx_int8 import (measure_sensitivity, onnx_to_int8, output_head_nodes, qdq_knobs, weight_params,
                             with_float)
 
+    start, rounding = _int8_start(c)
     c.log(f"[{c.model_id}] ONNX INT8 (static QDQ, {c.int8['method']}) with per-tensor mixed precision")
-    full = onnx_to_int8(c.fp32_onnx, c.work / "int8_all.onnx", c.feeds, c.int8["method"])
+    full = onnx_to_int8(start, c.work / "int8_all.onnx", c.feeds, c.int8["method"])
     qdq, fp32 = onnx.load(str(full)), onnx.load(str(c.fp32_onnx))
     knobs, weights = qdq_knobs(qdq, fp32)
     heads = {t for node in fp32.graph.node if node.name in output_head_nodes(c.fp32_onnx) for t in node.output}
@@ -148,7 +166,7 @@ def _onnx_quantize(c: Conversion, evaluate) -> Int8Build:
         return target
 
     result = search(knobs, *weight_params(qdq), build, evaluate, 1.0, measure, always)
-    return Int8Build(result, target, c.int8["method"], c.int8["fallback"])
+    return Int8Build(result, target, c.int8["method"], c.int8["fallback"], rounding)
 
 
 def _onnx_info(path: Path) -> dict:
@@ -162,16 +180,21 @@ def _onnx_info(path: Path) -> dict:
 # TFLite: onnx2tf makes FP32 and FP16 (and the SavedModel the INT8 search converts with
 # TFLiteConverter).
 
-def _onnx2tf(c: Conversion):
-    """onnx2tf's files for this model, made once, and their input shape (NHWC, also for NCHW models)."""
+def _onnx2tf(c: Conversion, onnx_path: Path | None = None):
+    """onnx2tf's files for `onnx_path` (default: this model's FP32), made once, and their input
+    shape (NHWC, also for NCHW models)."""
     from .onnx_to_tflite import onnx2tf_sample, onnx_to_tflite
 
-    if "tflite" not in c.state:
-        c.log(f"[{c.model_id}] onnx2tf -> TFLite FP32/FP16")
-        files = onnx_to_tflite(c.fp32_onnx, c.work, c.model_id, onnx2tf_sample(c.rgb),
+    onnx_path = onnx_path or c.fp32_onnx
+    key = ("tflite", str(onnx_path))
+    if key not in c.state:
+        c.log(f"[{c.model_id}] onnx2tf -> TFLite" + (" FP32/FP16" if onnx_path == c.fp32_onnx else f" ({onnx_path.name})"))
+        work = c.work if onnx_path == c.fp32_onnx else c.work / onnx_path.stem
+        work.mkdir(exist_ok=True)
+        files = onnx_to_tflite(onnx_path, work, c.model_id, onnx2tf_sample(c.rgb),
                                keep_nhwc_inputs=c.spec["layout"] == "NHWC")
-        c.state["tflite"] = files, runtimes_side.TFLiteRuntime(files.fp32).inputs[0]["shape"]
-    return c.state["tflite"]
+        c.state[key] = files, runtimes_side.TFLiteRuntime(files.fp32).inputs[0]["shape"]
+    return c.state[key]
 
 
 def _tflite_convert(c: Conversion) -> dict[str, Path]:
@@ -184,7 +207,8 @@ def _tflite_quantize(c: Conversion, evaluate) -> Int8Build:
     from .runtimes import fit_layout
     from .tflite_int8 import Int8Quantizer
 
-    files, input_shape = _onnx2tf(c)
+    start, rounding = _int8_start(c)
+    files, input_shape = _onnx2tf(c, start)
     c.log(f"[{c.model_id}] TFLite INT8 (ai-edge-quantizer) with per-op mixed precision")
     target = c.out_dir / f"{c.model_id}_int8.tflite"
     outputs = [o["name"] for o in runtimes_side.OnnxRuntime(c.fp32_onnx).outputs]
@@ -193,7 +217,7 @@ def _tflite_quantize(c: Conversion, evaluate) -> Int8Build:
     knobs, heads = quantizer.knobs()
     measure = quantizer.measure_sensitivity(knobs, SENSITIVITY_PEOPLE, c.decoder_output)
     result = search(knobs, 0, 0, lambda names: quantizer.write(names, target), evaluate, 1.0, measure, heads)
-    return Int8Build(result, target, "minmax (ai-edge-quantizer)", c.int8["fallback"])
+    return Int8Build(result, target, "minmax (ai-edge-quantizer)", c.int8["fallback"], rounding)
 
 
 register(Format("onnx", ".onnx", _onnx_convert, _onnx_quantize, metadata.embed_onnx, _onnx_info,

@@ -35,7 +35,7 @@ REFERENCE_RUNTIME = {"tflite": "original in TFLite reference kernels", "keras": 
                      "torch": "original in PyTorch", "saved_model": "original SavedModel in TensorFlow"}
 PRECISIONS = ("fp32", "fp16", "int8")
 TOOLS = ("tf2onnx", "onnx2tf", "onnx", "onnxsim", "onnxruntime", "onnxconverter-common", "tensorflow-cpu",
-         "ai-edge-litert")
+         "ai-edge-litert", "ai-edge-quantizer", "aimet-onnx")
 
 
 @dataclass
@@ -469,7 +469,7 @@ def _record_int8(candidates, extra, fmt: str, built: formats.Int8Build, log, mod
     one whose search found no passing plan, or that holds less than MIN_INT8_WEIGHT_SHARE of its
     weight bytes as int8, is not an INT8 model and is left out (rejected with its numbers)."""
     info = {"quantization": {"weights": "int8 per-channel (symmetric)", "activations": "int8",
-                             "fallback": built.fallback,
+                             "fallback": built.fallback, "rounding": built.rounding,
                              "calibration": built.calibration, "calibration_people": "calibration",
                              **built.result.to_dict()}}
     extra[fmt, "int8"] = info

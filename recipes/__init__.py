@@ -76,7 +76,8 @@ class Variant:
 
     @property
     def int8_options(self) -> dict:
-        return {"method": "minmax", "fallback": "float", **self.recipe.get("int8", {})}
+        return {"method": "minmax", "fallback": "float", "rounding": "nearest", "rounding_iterations": 1000,
+                **self.recipe.get("int8", {})}
 
 
 def load_recipe(path: Path) -> list[Variant]:

@@ -87,7 +87,8 @@ def test_a_file_holding_too_few_weight_bytes_in_int8_is_rejected_with_its_number
     from converters.pipeline import _record_int8
 
     path = tiny_onnx(tmp_path / "m_int8.onnx")  # all float: 0 % of its weight bytes in int8
-    built = formats.Int8Build(SearchResult(path, [Knob("w1", "weight", 216)], [], [], "m"), path, "minmax", "float")
+    built = formats.Int8Build(SearchResult(path, [Knob("w1", "weight", 216)], [], [], "m"), path, "minmax", "float",
+                              {"method": "nearest"})
     candidates, extra, lines = {}, {}, []
     _record_int8(candidates, extra, "onnx", built, lines.append, "m")
     assert candidates == {} and not path.exists()

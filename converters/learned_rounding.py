@@ -1,0 +1,108 @@
+"""Learned weight rounding for INT8 files: AdaRound (Nagel et al. 2020) with Qualcomm's aimet-onnx.
+
+Measured on BlazePose Lite (issue 14): rounding every weight to the nearest int8 step is what
+costs its INT8 files their keypoints (weights alone int8, activations float: PCK@0.05 0.87 on the
+gate people), and no choice of float tensors within 10 % of the weight bytes wins it back.
+AdaRound chooses, per weight, the step below or above so that each layer's output on the
+calibration people moves least; with it the same weights-only file scores 0.996.
+
+The result is an FP32 model whose weights lie on their per-channel symmetric int8 grid (scale
+max|w| / 127, integers in [-127, 127]): onnxruntime's and ai-edge-quantizer's per-channel
+quantizers derive that same grid from it and store exactly the learned integers, so the ONNX and
+the TFLite INT8 files share them. aimet's scale adjustments for Qualcomm's HTP accumulators are
+turned off for that reason (our runtimes derive the bias from the weight grid themselves).
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import random
+import tempfile
+import time
+from importlib.metadata import version
+from pathlib import Path
+
+import numpy as np
+
+from . import quiet
+from .fileio import atomic_path
+
+METHODS = ("nearest", "adaround")
+AIMET_CONFIG = {  # per-channel, strict symmetric int8 weights: the grid onnxruntime and ai-edge-quantizer use
+    "defaults": {"ops": {"is_output_quantized": "True"},
+                 "params": {"is_quantized": "True", "is_symmetric": "True"},
+                 "strict_symmetric": "True", "per_channel_quantization": "True"},
+    "params": {"bias": {"is_quantized": "False"}},
+    "op_type": {}, "supergroups": [], "model_input": {"is_input_quantized": "True"}, "model_output": {},
+}
+
+
+def adaround(fp32_onnx: Path, out: Path, feeds: list[dict[str, np.ndarray]], iterations: int) -> dict:
+    """Write `out`: the model of `fp32_onnx` with its weights rounded by AdaRound on `feeds`
+    (`iterations` optimizer steps per layer). Returns the manifest's record of what was done."""
+    import onnx
+    from onnx import numpy_helper
+
+    if not feeds:
+        raise ValueError("learned rounding needs at least one calibration input")
+    start = time.monotonic()
+    model = onnx.load(str(fp32_onnx))
+    with tempfile.TemporaryDirectory(prefix="posezoo-adaround-") as work, _quiet_aimet():
+        import torch
+        from aimet_onnx import QuantizationSimModel, apply_adaround
+
+        torch.manual_seed(0)  # AdaRound draws its batches and starts at random: the same file every build
+        np.random.seed(0)
+        random.seed(0)
+
+        config = Path(work) / "config.json"
+        config.write_text(json.dumps(AIMET_CONFIG))
+        sim = QuantizationSimModel(model, param_type="int8", activation_type="int8", config_file=str(config))
+        sim._adjust_weight_scales_against_overflow = lambda: None  # HTP's accumulators, not our runtimes'
+        apply_adaround(sim, feeds, num_iterations=iterations)
+        learned = {i.name: numpy_helper.to_array(i) for i in sim.model.model.graph.initializer}
+    moved = total = tensors = 0
+    for init in model.graph.initializer:
+        if init.name not in learned or len(init.dims) < 2:
+            continue
+        before, soft = numpy_helper.to_array(init), learned[init.name]
+        if np.array_equal(before, soft):  # a tensor AdaRound does not handle keeps nearest rounding
+            continue
+        # aimet leaves each weight at its soft rounding (close to the step it chose) and rounds it to
+        # the nearest step on its frozen grid, max|w| / 127 per output channel: so do we.
+        scale = np.abs(before).reshape(before.shape[0], -1).max(1) / 127
+        scale = np.where(scale > 0, scale, 1.0).reshape([-1] + [1] * (before.ndim - 1))
+        chosen = np.clip(np.round(soft / scale), -127, 127)
+        moved += int(np.sum(chosen != np.round(before / scale)))
+        total += before.size
+        tensors += 1
+        init.CopyFrom(numpy_helper.from_array((chosen * scale).astype(np.float32), init.name))
+    with atomic_path(out) as tmp:
+        onnx.save(model, str(tmp))
+    return {"method": "adaround", "library": f"aimet-onnx {version('aimet-onnx')}", "iterations": iterations,
+            "inputs": len(feeds), "tensors": tensors,
+            "rounded_other_way": round(moved / total, 4) if total else 0.0,
+            "seconds": round(time.monotonic() - start, 1)}
+
+
+@contextlib.contextmanager
+def _quiet_aimet():
+    """aimet logs every layer at INFO on stdout (where `--json` writes) and draws progress bars on
+    stderr: hidden unless --verbose."""
+    if quiet.verbose():
+        yield
+        return
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        from aimet_onnx.common.utils import AimetLogger  # configures aimet's loggers on first import
+
+        loggers = [logging.getLogger(area.value) for area in AimetLogger.LogAreas]
+        levels = [lg.level for lg in loggers]
+        for lg in loggers:
+            lg.setLevel(logging.ERROR)
+        try:
+            yield
+        finally:
+            for lg, level in zip(loggers, levels):
+                lg.setLevel(level)
