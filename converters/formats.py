@@ -215,7 +215,8 @@ def _tflite_quantize(c: Conversion, evaluate) -> Int8Build:
     quantizer = Int8Quantizer(files.saved_model, [fit_layout(f[c.spec["name"]], input_shape) for f in c.feeds],
                               outputs, c.int8["fallback"])
     knobs, heads = quantizer.knobs()
-    measure = quantizer.measure_sensitivity(knobs, SENSITIVITY_PEOPLE, c.decoder_output)
+    measure = quantizer.measure_sensitivity([k for k in knobs if k.name not in heads], SENSITIVITY_PEOPLE,
+                                            c.decoder_output)
     result = search(knobs, 0, 0, lambda names: quantizer.write(names, target), evaluate, 1.0, measure, heads)
     return Int8Build(result, target, "minmax (ai-edge-quantizer)", c.int8["fallback"], rounding)
 

@@ -89,20 +89,20 @@ def adaround(fp32_onnx: Path, out: Path, feeds: list[dict[str, np.ndarray]], ite
 
 @contextlib.contextmanager
 def _quiet_aimet():
-    """aimet logs every layer at INFO on stdout (where `--json` writes) and draws progress bars on
-    stderr: hidden unless --verbose."""
+    """aimet logs every layer at INFO on stdout (where `--json` writes) and draws a progress bar on
+    stderr: both hidden unless --verbose."""
     if quiet.verbose():
         yield
         return
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        from aimet_onnx.common.utils import AimetLogger  # configures aimet's loggers on first import
+    from aimet_onnx.common.utils import AimetLogger  # configures aimet's loggers on first import
 
-        loggers = [logging.getLogger(area.value) for area in AimetLogger.LogAreas]
-        levels = [lg.level for lg in loggers]
-        for lg in loggers:
-            lg.setLevel(logging.ERROR)
-        try:
+    loggers = [logging.getLogger(area.value) for area in AimetLogger.LogAreas]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):
             yield
-        finally:
-            for lg, level in zip(loggers, levels):
-                lg.setLevel(level)
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)

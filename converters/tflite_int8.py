@@ -47,6 +47,7 @@ class Int8Quantizer:
         self.calibration = calibration
         self.fallback = fallback
         self.weighted = self._ops_with_weights()
+        self.graph_outputs = {t["name"] for t in self.interpreter.get_output_details()}
         calibrating = quantizer.Quantizer(self.float_model)
         calibrating.load_quantization_recipe(recipe.static_wi8_ai8())
         with _quiet_progress():
@@ -71,9 +72,8 @@ class Int8Quantizer:
                     break
                 op = producer.get(op["inputs"][0])
         knobs = [Knob(name[op["outputs"][0]], "op", 0) for op in ops if op["outputs"]]
-        outputs = {t["name"] for t in self.interpreter.get_output_details()}
         for knob in knobs:
-            knob.raised = ("a16w8" if self.fallback == "a16w8" and knob.name not in outputs
+            knob.raised = ("a16w8" if self.fallback == "a16w8" and knob.name not in self.graph_outputs
                            else "w8-float" if knob.name in self.weighted else "float")
         return knobs, heads
 
@@ -97,9 +97,8 @@ class Int8Quantizer:
         from ai_edge_quantizer import recipe
 
         plan = self._plan(recipe.static_wi8_ai8())
-        outputs = {t["name"] for t in self.interpreter.get_output_details()}
         for op in raised_ops:
-            if self.fallback == "a16w8" and op not in outputs:  # an int16 graph output would stay int16
+            if self.fallback == "a16w8" and op not in self.graph_outputs:  # an int16 graph output would stay int16
                 plan.add_static_config(_exactly(op), "*", 16, 8)
             else:
                 self._float(plan, op)
@@ -151,21 +150,24 @@ class Int8Quantizer:
     def measure_sensitivity(self, knobs: list[Knob], people: int, output: str) -> str:
         """Set each knob's sensitivity: the noise-to-signal ratio of `output` (the decoder's
         tensor) with that op alone static int8 (every other op weight-only), against the float
-        model, over the first `people` calibration inputs. Returns the measure in words."""
+        model, over the first `people` calibration inputs. Returns the measure in words.
+
+        Each model runs through its graph outputs, not its signature: quantizing one op alone can
+        leave the signature pointing at a tensor the quantizer replaced (EfficientPose RT)."""
         from ai_edge_litert.interpreter import Interpreter
 
-        feeds = [self._feed(x) for x in self.calibration[:people]]
-        key = self._output_key(output)
-        expected = [np.asarray(y[key], np.float64) for y in _run(Interpreter(model_content=self.float_model),
-                                                                 self.signature, feeds)]
+        feeds = [self._feed(x)[self.input_name] for x in self.calibration[:people]]
+        index = self.interpreter._get_full_signature_list()[self.signature]["outputs"][self._output_key(output)]
+        position = [d["index"] for d in self.interpreter.get_output_details()].index(index)
+        expected = [y.astype(np.float64) for y in _run(Interpreter(model_content=self.float_model), feeds, position)]
         signal = sum(float(np.sum(y ** 2)) for y in expected) or 1.0
         baseline = self.quantize_alone(None)
         for knob in knobs:
             model = self.quantize_alone(knob.name)
             if model == baseline:  # an op the quantizer does not quantize
                 continue
-            got = _run(Interpreter(model_content=model), self.signature, feeds)
-            knob.sensitivity = sum(float(np.sum((np.asarray(g[key], np.float64) - y) ** 2))
+            got = _run(Interpreter(model_content=model), feeds, position)
+            knob.sensitivity = sum(float(np.sum((g.astype(np.float64) - y) ** 2))
                                    for g, y in zip(got, expected)) / signal
         return (f"noise-to-signal ratio of {output!r} with that op alone int8 (every other op int8 weights in float "
                 f"kernels), against the float model, on {len(feeds)} calibration people")
@@ -181,9 +183,16 @@ class Int8Quantizer:
         return next((k for k in keys if re.sub(r"[^A-Za-z0-9]", "", k) == letters), keys[0])
 
 
-def _run(interpreter, signature: str, feeds: list[dict]) -> list[dict]:
-    runner = interpreter.get_signature_runner(signature)
-    return [runner(**feed) for feed in feeds]
+def _run(interpreter, feeds: list[np.ndarray], position: int) -> list[np.ndarray]:
+    """The graph output at `position` (float32: the quantizer keeps the model's outputs float) on each input."""
+    interpreter.allocate_tensors()
+    (source,), output = interpreter.get_input_details(), interpreter.get_output_details()[position]
+    got = []
+    for x in feeds:
+        interpreter.set_tensor(source["index"], x)
+        interpreter.invoke()
+        got.append(np.array(interpreter.get_tensor(output["index"])))
+    return got
 
 
 def _exactly(name: str) -> str:

@@ -34,6 +34,7 @@ def name_outputs(tflite_path: Path, output_names: list[str]) -> Path:
                              f"model's outputs {output_names}")
         else:
             tensors[subgraph.outputs[0]].name = output_names[0].encode()
+    _mend_outputs(model)
     by_letters = {_letters(n): n for n in output_names}
     for output in model.signatureDefs[0].outputs if model.signatureDefs else []:
         key = _text(output.name)
@@ -49,6 +50,36 @@ def name_outputs(tflite_path: Path, output_names: list[str]) -> Path:
     with atomic_path(tflite_path) as tmp:
         flatbuffer_utils.write_model(model, str(tmp))
     return Path(tflite_path)
+
+
+def _mend_outputs(model) -> None:
+    """Make each signature output and its graph output the same float tensor again.
+    ai-edge-quantizer, when a model output is also read by int8 ops (EfficientPose RT's
+    first-pass confidences), puts a (DE)QUANTIZE between the tensor and a new graph output and
+    leaves the signature on the old tensor: after a QUANTIZE the graph output is int8 (the float
+    tensor is the output again), after a DEQUANTIZE the signature names an int8 tensor (it is
+    pointed at the float graph output)."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    if not model.signatureDefs:
+        return
+    subgraph = model.subgraphs[0]
+    converted = {}  # graph output -> (op code, the tensor it was made from)
+    for op in subgraph.operators:
+        code = model.operatorCodes[op.opcodeIndex]
+        kind = max(code.builtinCode, code.deprecatedBuiltinCode)
+        if kind in (schema.BuiltinOperator.QUANTIZE, schema.BuiltinOperator.DEQUANTIZE) \
+                and op.outputs[0] in set(subgraph.outputs):
+            converted[op.outputs[0]] = kind, op.inputs[0]
+    for output in model.signatureDefs[0].outputs:
+        for position, graph_output in enumerate(list(subgraph.outputs)):
+            kind, source = converted.get(graph_output, (None, None))
+            if source != output.tensorIndex:
+                continue
+            if kind == schema.BuiltinOperator.QUANTIZE:
+                subgraph.outputs[position] = output.tensorIndex
+            else:
+                output.tensorIndex = graph_output
 
 
 def _letters(name: str) -> str:

@@ -117,12 +117,13 @@ def test_tflite_plan_floats_ops_on_int8_weights_and_gives_the_same_bytes_twice(c
 def test_tflite_sensitivity_is_each_ops_error_alone(chain):
     calib = [f["image"] for f in chain["feeds"]]
     quantizer = Int8Quantizer(chain["tflite"].saved_model, calib, ["Identity"])
-    knobs, _ = quantizer.knobs()
-    measure = quantizer.measure_sensitivity(knobs, 3, "Identity")
+    knobs, heads = quantizer.knobs()
+    measure = quantizer.measure_sensitivity([k for k in knobs if k.name not in heads], 3, "Identity")
     assert "3 calibration people" in measure
     assert any(k.sensitivity > 0 for k in knobs)
     conv = next(k for k in knobs if "conv" in k.name.lower() or "Conv" in k.name)
     assert conv.sensitivity > 0
+    assert [k.sensitivity for k in knobs if k.name in heads] == [0.0] * len(heads)  # raised in every plan
 
 
 def test_every_conversion_is_deterministic(chain, tiny_tflite, tmp_path):

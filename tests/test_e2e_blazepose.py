@@ -57,7 +57,7 @@ def test_build_gates_every_artifact_and_publishes_int8_only_when_it_is_real(buil
     for key in {("onnx", "int8"), ("tflite", "int8")}:
         entry = arts.get(key) or rejected[key]
         plan = entry["quantization"]["plan"]["tensors"]
-        assert len(plan) > 100 and {t["precision"] for t in plan.values()} <= {"int8", "float"}
+        assert len(plan) > 100 and {t["precision"] for t in plan.values()} <= {"int8", "float", "w8-float"}
         if key in arts:
             assert entry["quantization"]["int8_weight_share"] >= 0.9
             assert entry["parity"]["people"] == "gate" and entry["parity"]["samples"] == people["gate"]["people"]
