@@ -4,7 +4,8 @@ Measured on BlazePose Lite (issue 14): rounding every weight to the nearest int8
 costs its INT8 files their keypoints (weights alone int8, activations float: PCK@0.05 0.87 on the
 gate people), and no choice of float tensors within 10 % of the weight bytes wins it back.
 AdaRound chooses, per weight, the step below or above so that each layer's output on the
-calibration people moves least; with it the same weights-only file scores 0.996.
+calibration people moves least; with it (1000 steps per layer) the same weights-only file
+scores 0.999.
 
 The result is an FP32 model whose weights lie on their per-channel symmetric int8 grid (scale
 max|w| / 127, integers in [-127, 127]): onnxruntime's and ai-edge-quantizer's per-channel
@@ -29,7 +30,6 @@ import numpy as np
 from . import quiet
 from .fileio import atomic_path
 
-METHODS = ("nearest", "adaround")
 AIMET_CONFIG = {  # per-channel, strict symmetric int8 weights: the grid onnxruntime and ai-edge-quantizer use
     "defaults": {"ops": {"is_output_quantized": "True"},
                  "params": {"is_quantized": "True", "is_symmetric": "True"},

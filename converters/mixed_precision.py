@@ -29,7 +29,7 @@ FLOAT_BYTES = 4
 
 @dataclass
 class Knob:
-    """One quantized tensor (or TFLite op) the plan may keep float."""
+    """One quantized tensor (or TFLite op) the plan may raise out of int8."""
     name: str
     kind: str  # "weight", "activation" or "op"
     params: int  # weight elements kept float when this knob is raised (0 for an activation)

@@ -7,8 +7,8 @@ knob: int8 (static: int8 per-channel weights, int8 activations, integer kernels;
 and outputs stay float32, quantized inside the file) or, where a plan raises it, weight-only
 ("w8-float": its int8 weights dequantized into a float kernel, activations float; float if it has
 no weights) or, under the a16w8 fallback, int16 activations with its int8 weights (not the op
-writing a graph output, whose int16 would reach the caller). No raised op gives up a weight byte. The output heads are always raised, for the reason given in
-`onnx_int8.output_head_nodes`. A plan is a recipe applied to that one calibration, so a
+writing a graph output, whose int16 would reach the caller). No raised op gives up a weight byte.
+The output heads are always raised, for the reason given in `onnx_int8.output_head_nodes`. A plan is a recipe applied to that one calibration, so a
 plan gives the same bytes every time, and a trial costs a fraction of a second.
 """
 from __future__ import annotations
@@ -29,7 +29,7 @@ PASS_THROUGH_OPS = {"RESHAPE", "TRANSPOSE", "SQUEEZE", "EXPAND_DIMS", "LOGISTIC"
 
 
 class Int8Quantizer:
-    """One float model calibrated once; `quantize(float_ops)` gives the INT8 file of a plan."""
+    """One float model calibrated once; `quantize(raised_ops)` gives the INT8 file of a plan."""
 
     def __init__(self, saved_model: Path, calibration: list[np.ndarray], output_names: list[str],
                  fallback: str = "float"):
@@ -71,11 +71,15 @@ class Int8Quantizer:
                 if op["op_name"] not in PASS_THROUGH_OPS or len(op["inputs"]) == 0:
                     break
                 op = producer.get(op["inputs"][0])
-        knobs = [Knob(name[op["outputs"][0]], "op", 0) for op in ops if op["outputs"]]
-        for knob in knobs:
-            knob.raised = ("a16w8" if self.fallback == "a16w8" and knob.name not in self.graph_outputs
-                           else "w8-float" if knob.name in self.weighted else "float")
-        return knobs, heads
+        return [Knob(name[op["outputs"][0]], "op", 0, raised=self._raised(name[op["outputs"][0]]))
+                for op in ops if op["outputs"]], heads
+
+    def _raised(self, op: str) -> str:
+        """The precision of `op` when a plan raises it (the op writing a graph output is never
+        a16w8: its int16 would reach the caller)."""
+        if self.fallback == "a16w8" and op not in self.graph_outputs:
+            return "a16w8"
+        return "w8-float" if op in self.weighted else "float"
 
     def _ops_with_weights(self) -> set[str]:
         """The ops (by output name) that read a constant tensor of 2+ dimensions."""
@@ -98,7 +102,7 @@ class Int8Quantizer:
 
         plan = self._plan(recipe.static_wi8_ai8())
         for op in raised_ops:
-            if self.fallback == "a16w8" and op not in self.graph_outputs:  # an int16 graph output would stay int16
+            if self._raised(op) == "a16w8":
                 plan.add_static_config(_exactly(op), "*", 16, 8)
             else:
                 self._float(plan, op)

@@ -64,12 +64,13 @@ def _mend_outputs(model) -> None:
     if not model.signatureDefs:
         return
     subgraph = model.subgraphs[0]
+    graph_outputs = set(subgraph.outputs)
     converted = {}  # graph output -> (op code, the tensor it was made from)
     for op in subgraph.operators:
         code = model.operatorCodes[op.opcodeIndex]
         kind = max(code.builtinCode, code.deprecatedBuiltinCode)
         if kind in (schema.BuiltinOperator.QUANTIZE, schema.BuiltinOperator.DEQUANTIZE) \
-                and op.outputs[0] in set(subgraph.outputs):
+                and op.outputs[0] in graph_outputs:
             converted[op.outputs[0]] = kind, op.inputs[0]
     for output in model.signatureDefs[0].outputs:
         for position, graph_output in enumerate(list(subgraph.outputs)):
