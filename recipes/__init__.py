@@ -12,10 +12,17 @@ import yaml
 
 from converters.parity import DEFAULT_THRESHOLDS
 from converters.sources import FileSpec
+from zoo import schema as contract
 from zoo.errors import PosezooError
+from zoo.manifest import SCHEMA as MANIFEST_SCHEMA
+from zoo.manifest import model_inconsistencies
 
 RECIPES_DIR = Path(__file__).parent
 SCHEMA = json.loads((RECIPES_DIR / "recipe.schema.json").read_text())
+# The keys of a manifest's model entry that a recipe defines, as the manifest schema types them.
+CONTRACT = ("input", "outputs", "decoder", "keypoints", "calibration_crop")
+CONTRACT_SCHEMA = {"$defs": MANIFEST_SCHEMA["$defs"], "type": "object", "required": list(CONTRACT[:4]),
+                   "properties": {key: MANIFEST_SCHEMA["$defs"]["model"]["properties"][key] for key in CONTRACT}}
 
 
 class RecipeError(PosezooError):
@@ -89,22 +96,41 @@ def load_recipe(path: Path) -> list[Variant]:
     except jsonschema.ValidationError as e:
         where = "/".join(str(p) for p in e.absolute_path) or "(top level)"
         raise RecipeError(f"{path}: invalid recipe at {where}: {e.message}") from e
-    return [Variant(v["id"], data["family"], v["variant"], FileSpec.from_dict(v["file"]), _merged(data, v))
-            for v in data["variants"]]
+    variants = [Variant(v["id"], data["family"], v["variant"], FileSpec.from_dict(v["file"]), _merged(data, v))
+                for v in data["variants"]]
+    for v in variants:
+        _check_contract(path, v)
+    return variants
 
 
-VARIANT_OVERRIDES = ("task", "original_format", "input", "outputs", "decoder", "keypoints", "calibration_crop")
+REPLACED = ("task", "original_format", "outputs", "calibration_crop")
+MERGED = ("input", "decoder", "keypoints")
 
 
 def _merged(family: dict, variant: dict) -> dict:
-    """The family recipe with a variant's own `task`/`original_format`/`outputs` (replaced) and
-    `input`/`decoder`/`keypoints`/`calibration_crop` (key by key): e.g. EfficientPose's
-    resolutions and Lite normalization, the MPII variants' 16 joints, MoveNet MultiPose's scenes."""
+    """The family recipe with a variant's own `task`/`original_format`/`outputs`/`calibration_crop`
+    (replaced) and `input`/`decoder`/`keypoints` (key by key; a crop inside `input` is replaced
+    whole): e.g. EfficientPose's resolutions and Lite normalization, the MPII variants' 16 joints,
+    MoveNet MultiPose's scenes."""
     recipe = copy.deepcopy(family)
-    for key in VARIANT_OVERRIDES:
+    for key in REPLACED + MERGED:
         if key in variant:
-            recipe[key] = {**recipe[key], **variant[key]} if isinstance(variant[key], dict) else variant[key]
+            recipe[key] = {**recipe[key], **variant[key]} if key in MERGED else copy.deepcopy(variant[key])
     return recipe
+
+
+def _check_contract(path: Path, variant: Variant) -> None:
+    """The variant's runtime keys (what the manifest will carry for runtimes) against the
+    manifest schema, so a recipe that would write an unusable manifest stops before any build."""
+    entry = {key: variant.recipe[key] for key in CONTRACT if key in variant.recipe}
+    try:
+        contract.validate(entry, CONTRACT_SCHEMA)
+        problems = list(model_inconsistencies(entry))
+    except contract.SchemaError as e:
+        problems = [("/".join(map(str, e.path)), e.message)]
+    if problems:
+        key, problem = problems[0]
+        raise RecipeError(f"{path}: variant {variant.id}: invalid at {key}: {problem}")
 
 
 def all_variants() -> list[Variant]:

@@ -30,6 +30,28 @@ TINY_DECODER = {"type": "regression", "output": "Identity", "num_keypoints": 5, 
                 "x_index": 0, "y_index": 1}
 
 
+# A minimal manifest entry that validates against zoo/manifest.schema.json (tests that need
+# a well-formed manifest around what they check).
+def manifest_model(mid="m-1", artifacts=()):
+    return {"id": mid, "family": "f", "variant": "v", "task": "keypoints-topdown", "title": "t", "license": "MIT",
+            "paper": {"title": "p", "url": "u"}, "keypoints": {"names": ["a", "b"], "skeleton": [[0, 1]]},
+            "source": {"file": "x.tflite", "sha256": "0" * 64, "bytes": 1, "origin": "mirror", "urls": []},
+            "input": {"name": "x", "shape": [1, 8, 8, 3], "layout": "NHWC", "dtype": "float32", "color": "RGB",
+                      "crop": {"kind": "box"}},
+            "outputs": [{"name": "y", "shape": [1, 4], "meaning": "kp"}],
+            "decoder": {"type": "regression", "output": "y", "num_keypoints": 2, "values_per_keypoint": 2,
+                        "x_index": 0, "y_index": 1},
+            "complexity": {"params": 1, "flops": 1}, "artifacts": list(artifacts), "rejected": []}
+
+
+def manifest_artifact(fmt, precision, sha="1", path=None, size=1):
+    parity = {"samples": 1, "rel_err": 0, "cos": 1, "snr_db": "inf", "pck@0.01": 1, "pck@0.02": 1, "pck@0.05": 1,
+              "worst_keypoint_err": 0, "outputs": {}, "thresholds": {}, "passed": True, "failures": []}
+    return {"format": fmt, "precision": precision, "path": path or f"m-1/m-1_{precision}.{fmt}",
+            "sha256": sha * 64 if len(sha) == 1 else sha, "bytes": size, "origin": "converted", "input_layout": "NHWC", "io": {"inputs": [], "outputs": []}, "parity": parity,
+            "verified_with": {}}
+
+
 @pytest.fixture(scope="session")
 def tiny_tflite(tmp_path_factory) -> Path:
     """A small conv net (conv, depthwise, relu6, pooling, dense) as float TFLite, fixed seed.

@@ -12,13 +12,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import manifest_artifact, manifest_model
 from converters.calibration import CalibrationError, find_people, load_samples
 from scripts import webserver
 from scripts.cli import main
 from scripts.webserver import ServeError, make_server
 from zoo import loader
 from zoo.loader import LoaderError, Predictor, crop_matrix, warp
-from zoo.manifest import ManifestError, read_manifest
+from zoo.manifest import ManifestError, empty_manifest, read_manifest
 
 BOX = {"kind": "box", "padding": 1.25}
 SPEC = {"name": "image", "shape": [1, 64, 48, 3], "layout": "NHWC", "dtype": "float32", "color": "RGB",
@@ -145,8 +146,9 @@ def test_non_finite_keypoints_are_refused():
         crop_matrix(roi, 64, 64, (100, 100), keypoints=keypoints)
 
 
-@pytest.mark.parametrize("text,why", [(None, "does not exist"), ("{ not json", "is not a valid manifest"),
-                                      (DEEP, "is not a valid manifest .*recursion"), ("[]", "is not a JSON object")])
+@pytest.mark.parametrize("text,why", [(None, "does not exist"), ("{ not json", "is not valid JSON"),
+                                      (DEEP, "is nested too deeply"), ("[]", "is not a JSON object"),
+                                      ('{"schema_version": 2}', "has schema_version 2; this posezoo reads version 1")])
 def test_an_unreadable_manifest_is_named(tmp_path, text, why):
     path = tmp_path / "manifest.json"
     if text is not None:
@@ -157,18 +159,21 @@ def test_an_unreadable_manifest_is_named(tmp_path, text, why):
 
 @pytest.mark.parametrize("relative", ["../x.onnx", "m/../../x.onnx", "/ABS/x.onnx"])
 def test_artifact_paths_outside_the_manifests_folder_are_refused(tmp_path, relative):
-    """Even where the file outside is the one the manifest lists, byte for byte."""
+    """Even where the file outside is the one the manifest lists, byte for byte: by the schema
+    when the manifest is read, and by the loader's own check on the path it opens."""
     outside = tmp_path / "x.onnx"
     outside.write_bytes(b"model")
     relative = relative.replace("/ABS", str(tmp_path))
     folder = tmp_path / "zoo"
     (folder / "m").mkdir(parents=True)
-    artifact = {"format": "onnx", "precision": "fp32", "origin": "converted", "path": relative,
-                "sha256": hashlib.sha256(b"model").hexdigest(), "bytes": 5}
-    (folder / "manifest.json").write_text(json.dumps({"schema_version": 1,
-                                                      "models": [{"id": "m", "artifacts": [artifact]}]}))
-    with pytest.raises(LoaderError, match=f"artifact path '{relative}' leads outside the manifest's folder {folder}"):
+    artifact = manifest_artifact("onnx", "fp32", hashlib.sha256(b"model").hexdigest(), relative, 5)
+    (folder / "manifest.json").write_text(json.dumps({**empty_manifest("0.1"), "models": [
+        manifest_model("m", [artifact])]}))
+    with pytest.raises(LoaderError, match=f"invalid at models/0/artifacts/0/path: '{relative}' does not match .*"
+                                          "never leaving it"):
         loader.load(folder / "manifest.json", "m", "onnx", "fp32")
+    with pytest.raises(LoaderError, match=f"artifact path '{relative}' leads outside the manifest's folder {folder}"):
+        loader.artifact_path(folder, relative)
 
 
 # ------------------------------------------------------------------------------------- manifest
@@ -179,19 +184,19 @@ def test_a_deeply_nested_manifest_is_a_manifest_error(tmp_path, capsys):
     with pytest.raises(ManifestError, match=f"{path} is nested too deeply to be a manifest"):
         read_manifest(path)
     assert main(["verify", str(path)]) == 2
-    assert f"posezoo verify: error: {path} is nested too deeply" in capsys.readouterr().err
+    assert f"posezoo verify: error: manifest {path} is nested too deeply" in capsys.readouterr().err
 
 
 def test_recursion_in_the_schema_check_is_a_manifest_error(tmp_path, monkeypatch):
-    """jsonschema recurses too (on a nested value it reports, a few levels short of json's limit)."""
-    import zoo.manifest
+    """The schema check recurses too (on a nested value it reports, a few levels short of json's limit)."""
+    import zoo.schema
 
     def deep(*args):
         raise RecursionError("maximum recursion depth exceeded")
 
     path = tmp_path / "manifest.json"
     path.write_text('{"schema_version": 1}')
-    monkeypatch.setattr(zoo.manifest, "validate", deep)
+    monkeypatch.setattr(zoo.schema, "validate", deep)
     with pytest.raises(ManifestError, match=f"{path} is nested too deeply"):
         read_manifest(path)
 
@@ -212,7 +217,7 @@ def web(tmp_path, monkeypatch):
 def built(tmp_path):
     folder = tmp_path / "zoo"
     folder.mkdir()
-    (folder / "manifest.json").write_text('{"schema_version": 1, "models": []}')
+    (folder / "manifest.json").write_text(json.dumps(empty_manifest("0.1")))
     return folder
 
 
@@ -245,12 +250,12 @@ def test_serve_on_a_folder_without_a_manifest(web, tmp_path, images, capsys):
     assert code == 2 and f"error: {tmp_path} has no manifest.json" in err
 
 
-@pytest.mark.parametrize("text", ["{ not json", DEEP])
-def test_serve_on_a_manifest_that_is_not_json(web, built, images, capsys, text):
+@pytest.mark.parametrize("text,why", [("{ not json", "is not valid JSON"), (DEEP, "is nested too deeply")])
+def test_serve_on_a_manifest_that_is_not_json(web, built, images, capsys, text, why):
     (built / "manifest.json").write_text(text)
     for extra in ([], ["--images", images / "single"]):
         code, err = _serve(capsys, built, *extra)
-        assert code == 2 and f"error: manifest {built / 'manifest.json'} is not a valid manifest" in err
+        assert code == 2 and f"error: manifest {built / 'manifest.json'} {why}" in err
 
 
 def test_serve_on_a_missing_photo_folder(web, built, tmp_path, capsys):

@@ -15,8 +15,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import manifest_artifact, manifest_model
 from zoo.loader import (LoaderError, crop_matrix, dequantize, load, model_outputs, quantize, select_artifact,
                         to_tensor, warp)
+from zoo.manifest import empty_manifest
 
 IMAGE = np.stack([np.array([[10, 100], [200, 250]], np.uint8)] * 3, axis=-1)  # 2x2, grey
 ROI = {"kind": "rotated_roi", "center_keypoints": ["left_hip", "right_hip"],
@@ -159,8 +161,8 @@ def test_unknown_model_and_a_tampered_file_are_refused_before_any_runtime(tmp_pa
     data = b"not really a model"
     (tmp_path / "m").mkdir()
     (tmp_path / "m/x.onnx").write_bytes(data + b"!")
-    manifest = {"schema_version": 1, "models": [{"id": "m", "artifacts": [_artifact("onnx", "fp32", "converted",
-                                                                                     data=data)]}]}
+    artifact = manifest_artifact("onnx", "fp32", hashlib.sha256(data).hexdigest(), "m/x.onnx", len(data))
+    manifest = {**empty_manifest("0.1"), "models": [manifest_model("m", [artifact])]}
     (tmp_path / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(LoaderError, match="no model 'n' in the manifest; it has: m"):
         load(tmp_path / "manifest.json", "n")

@@ -2,25 +2,9 @@ import json
 
 import pytest
 
+from conftest import manifest_artifact as artifact
+from conftest import manifest_model as model
 from zoo.manifest import ManifestError, empty_manifest, read_manifest, upsert_model, validate, write_manifest
-
-
-def model(mid="m-1", artifacts=()):
-    return {"id": mid, "family": "f", "variant": "v", "task": "keypoints-topdown", "title": "t", "license": "MIT",
-            "paper": {"title": "p", "url": "u"}, "keypoints": {"names": ["a", "b"], "skeleton": [[0, 1]]},
-            "source": {"file": "x.tflite", "sha256": "0" * 64, "bytes": 1, "origin": "mirror", "urls": []},
-            "input": {"name": "x", "shape": [1, 8, 8, 3], "layout": "NHWC", "dtype": "float32", "color": "RGB",
-                      "crop": {"kind": "box"}},
-            "outputs": [{"name": "y", "shape": [1, 4], "meaning": "kp"}], "decoder": {"type": "regression", "output": "y"},
-            "complexity": {"params": 1, "flops": 1}, "artifacts": list(artifacts), "rejected": []}
-
-
-def artifact(fmt, precision, sha="1"):
-    parity = {"samples": 1, "rel_err": 0, "cos": 1, "snr_db": "inf", "pck@0.01": 1, "pck@0.02": 1, "pck@0.05": 1,
-              "worst_keypoint_err": 0, "outputs": {}, "thresholds": {}, "passed": True, "failures": []}
-    return {"format": fmt, "precision": precision, "path": f"m-1/m-1_{precision}.{fmt}", "sha256": sha * 64,
-            "bytes": 1, "origin": "converted", "input_layout": "NHWC", "io": {"inputs": [], "outputs": []}, "parity": parity,
-            "verified_with": {}}
 
 
 def test_roundtrip_and_update_in_place(tmp_path):

@@ -16,7 +16,8 @@ from converters import publish
 from converters.publish import PublishError, Staging, check_writable, recover
 from zoo.manifest import read_manifest
 
-from test_manifest import artifact, model as manifest_model
+from conftest import manifest_artifact as artifact
+from conftest import manifest_model
 
 
 def _staged_model(staging: Staging, model_id: str, keys, content: bytes = b"model", rejected=()) -> dict:

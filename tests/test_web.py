@@ -20,6 +20,7 @@ import pytest
 from scripts import browser
 from scripts.webserver import WEB
 from zoo.loader import crop_matrix, warp
+from zoo.manifest import empty_manifest
 
 MISSING = browser.available() or (None if (WEB / "node_modules" / "onnxruntime-web").is_dir()
                                   else f"npm ci has not run in {WEB}")
@@ -38,7 +39,7 @@ def page(zoo, images):
 def empty_page(tmp_path_factory, images):
     """The page over a manifest with no models: enough for its geometry."""
     directory = tmp_path_factory.mktemp("empty")
-    (directory / "manifest.json").write_text('{"schema_version": 1, "models": []}')
+    (directory / "manifest.json").write_text(json.dumps(empty_manifest("0.1")))
     with browser.Page(directory, images) as p:
         yield p
 

@@ -27,12 +27,12 @@ Crop kinds (`input.crop.kind`), each an affine map from input pixels to photo pi
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from zoo import manifest as manifest_module
 from zoo.decoders import decode, decode_multi_pose
 from zoo.errors import PosezooError
 from zoo.runtime import RUNTIMES, open_runtime
@@ -64,11 +64,10 @@ def load(manifest, model_id: str, format: str = "tflite", precision: str = "int8
         if directory is None:
             raise LoaderError("a manifest passed as a dict needs `directory`, the folder its artifact paths start from")
         directory = Path(directory)
+        manifest_module.validate(manifest, "manifest", LoaderError)
     else:
         directory = Path(manifest).parent
         manifest = read_manifest(manifest)
-    if manifest.get("schema_version") != 1:
-        raise LoaderError(f"manifest schema_version {manifest.get('schema_version')!r}: this loader reads version 1")
     models = {m["id"]: m for m in manifest["models"]}
     if model_id not in models:
         raise LoaderError(f"no model {model_id!r} in the manifest; it has: {', '.join(models) or 'none'}")
@@ -83,18 +82,8 @@ def load(manifest, model_id: str, format: str = "tflite", precision: str = "int8
 
 
 def read_manifest(path) -> dict:
-    """The manifest at `path` as a dict; a missing, unreadable or malformed file is a LoaderError naming it."""
-    try:
-        manifest = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise LoaderError(f"manifest {path} does not exist: pass the manifest.json of a posezoo build folder") from None
-    except OSError as e:
-        raise LoaderError(f"manifest {path} cannot be read ({e.strerror})") from None
-    except (ValueError, RecursionError) as e:  # not JSON, not UTF-8, or nested deeper than the parser goes
-        raise LoaderError(f"manifest {path} is not a valid manifest ({e}): rebuild it with `posezoo build`") from None
-    if not isinstance(manifest, dict):
-        raise LoaderError(f"manifest {path} is not a JSON object: rebuild it with `posezoo build`")
-    return manifest
+    """The manifest at `path`, validated against the schema; anything else is a LoaderError naming it."""
+    return manifest_module.read_manifest(path, LoaderError)
 
 
 def artifact_path(directory: Path, relative: str) -> Path:

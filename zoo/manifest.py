@@ -10,8 +10,7 @@ import os
 import tempfile
 from pathlib import Path
 
-import jsonschema
-
+from zoo import schema
 from zoo.errors import PosezooError
 from zoo.runtime import RUNTIMES
 
@@ -23,29 +22,70 @@ class ManifestError(PosezooError):
     pass
 
 
-def validate(manifest: dict, where: str = "manifest") -> None:
+def validate(manifest, where: str = "manifest", error: type[PosezooError] = ManifestError) -> None:
+    """Refuse a manifest that breaks the schema with an `error` naming the key (and where a
+    manifest's keys must agree with each other, naming both)."""
+    version = manifest.get("schema_version") if isinstance(manifest, dict) else None
+    if version not in (None, 1):
+        raise error(f"{where} has schema_version {version!r}; this posezoo reads version 1: upgrade posezoo or rebuild")
     try:
-        jsonschema.validate(manifest, SCHEMA)
-    except jsonschema.ValidationError as e:
-        path = "/".join(str(p) for p in e.absolute_path) or "(top level)"
-        raise ManifestError(f"{where}: invalid at {path}: {e.message}") from None
+        schema.validate(manifest, SCHEMA)
+    except schema.SchemaError as e:
+        path = "/".join(str(p) for p in e.path) or "(top level)"
+        raise error(f"{where}: invalid at {path}: {e.message}; rebuild it with `posezoo build`") from None
+    except RecursionError:  # nothing a posezoo build writes is nested that deep
+        raise error(f"{where} is nested too deeply to be a manifest; rebuild it with `posezoo build`") from None
+    for key, problem in _inconsistencies(manifest):
+        raise error(f"{where}: invalid at {key}: {problem}; rebuild it with `posezoo build`")
+
+
+def _inconsistencies(manifest: dict):
+    ids = [model["id"] for model in manifest["models"]]
+    for i, model in enumerate(manifest["models"]):
+        if ids.index(model["id"]) != i:
+            yield f"models/{i}/id", f"{model['id']!r} is the id of models/{ids.index(model['id'])} too"
+        for key, problem in model_inconsistencies(model):
+            yield f"models/{i}/{key}", problem
+
+
+def model_inconsistencies(model: dict):
+    """(key, problem) where the model's entry names an output or keypoint it does not have."""
+    outputs = {o["name"] for o in model["outputs"]}
+    decoder = model["decoder"]
+    named = {"output": decoder["output"], "offsets": decoder.get("offsets"),
+             **{f"multi_pose/{k}": decoder.get("multi_pose", {}).get(k) for k in ("displacements_fwd", "displacements_bwd")}}
+    for key, name in named.items():
+        if name is not None and name not in outputs:
+            yield f"decoder/{key}", f"{name!r} is not one of the model's outputs {sorted(outputs)}"
+    names = model["keypoints"]["names"]
+    for where, crop in (("input/crop", model["input"]["crop"]), ("calibration_crop", model.get("calibration_crop"))):
+        for key in ("center_keypoints", "up_keypoints"):
+            unknown = [n for n in (crop or {}).get(key, []) if n not in names]
+            if unknown:
+                yield f"{where}/{key}", f"{unknown} are not among the model's keypoints/names"
 
 
 def empty_manifest(version: str) -> dict:
     return {"schema_version": 1, "generator": {"name": "posezoo", "version": version}, "models": []}
 
 
-def read_manifest(path: Path) -> dict:
+def read_manifest(path, error: type[PosezooError] = ManifestError) -> dict:
+    """The manifest at `path`, validated; anything else is an `error` naming the file and what to do."""
     path = Path(path)
     try:
         manifest = json.loads(path.read_text())
-        validate(manifest, str(path))
     except FileNotFoundError:
-        raise ManifestError(f"{path} does not exist; build one with `posezoo build NAME --out DIR`.") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ManifestError(f"{path} is not valid JSON ({e}); rebuild it with `posezoo build`.") from None
-    except RecursionError:  # from json or jsonschema: nothing a posezoo build writes is nested that deep
-        raise ManifestError(f"{path} is nested too deeply to be a manifest; rebuild it with `posezoo build`.") from None
+        raise error(f"manifest {path} does not exist: pass the manifest.json of a posezoo build folder "
+                    "(`posezoo build NAME --out DIR` makes one)") from None
+    except OSError as e:
+        raise error(f"manifest {path} cannot be read ({e.strerror})") from None
+    except ValueError as e:  # not JSON or not UTF-8
+        raise error(f"manifest {path} is not valid JSON ({e}); rebuild it with `posezoo build`") from None
+    except RecursionError:  # nested deeper than the parser goes
+        raise error(f"manifest {path} is nested too deeply to be a manifest; rebuild it with `posezoo build`") from None
+    if not isinstance(manifest, dict):
+        raise error(f"manifest {path} is not a JSON object; rebuild it with `posezoo build`")
+    validate(manifest, f"manifest {path}", error)
     return manifest
 
 
