@@ -36,7 +36,9 @@ build: $(STAMP)
 		--mirror $(MIRROR) --keep-going
 	$(VENV)/bin/posezoo verify $(OUT)/manifest.json --calibration-images $(SHARED)/images --mirror $(MIRROR)
 
+# -P: the repository root is not on sys.path, so the tests import the installed `posezoo` package
+# (zoo/, converters/, recipes/, scripts/ mapped under it), never the folders by their own names.
 test: $(STAMP) $(WEB_STAMP)
-	POSEZOO_SHARED=$(abspath $(SHARED)) $(VENV)/bin/python -m pytest -q
+	POSEZOO_SHARED=$(abspath $(SHARED)) $(VENV)/bin/python -P -m pytest -q
 
 .PHONY: install build test

@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from zoo.errors import PosezooError
-from zoo.loader import CROP_KINDS, LoaderError, crop_matrix, input_hw, warp  # noqa: F401 (input_hw, warp: for callers)
-from zoo.loader import to_tensor as loader_tensor
+from posezoo.errors import PosezooError
+from posezoo.loader import CROP_KINDS, LoaderError, crop_matrix, input_hw, warp  # noqa: F401 (input_hw, warp: for callers)
+from posezoo.loader import to_tensor as loader_tensor
 
 from .annotations import Person
 from .annotations import read as read_annotations

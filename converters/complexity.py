@@ -30,7 +30,7 @@ def complexity(onnx_path: Path) -> dict:
             counted = out if node.op_type == "Conv" else shapes.get(node.input[0], [])
             if not counted or 0 in counted:
                 raise ValueError(f"{onnx_path}: the shape around {node.name or node.op_type} is unknown after shape "
-                                 "inference; simplify the graph first (converters.simplify) so every shape is static")
+                                 "inference; simplify the graph first (posezoo.converters.simplify) so every shape is static")
             if node.op_type == "Conv":
                 flops += int(np.prod(out)) * int(np.prod(w.shape[1:]))
             else:  # each input element is scattered over Cout/group x kh x kw outputs

@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from zoo import runtime as runtimes_side
-from zoo.errors import PosezooError
+from posezoo import runtime as runtimes_side
+from posezoo.errors import PosezooError
 
 from . import complexity, metadata
 from .mixed_precision import SearchResult, search
@@ -78,7 +78,7 @@ FORMATS: dict[str, Format] = {}
 
 
 def register(fmt: Format) -> Format:
-    """Make `fmt` known to the build (this registry) and to the runtime side (zoo.runtime)."""
+    """Make `fmt` known to the build (this registry) and to the runtime side (posezoo.runtime)."""
     FORMATS[fmt.name] = fmt
     runtimes_side.register(fmt.name, fmt.suffix, fmt.runtime)
     return fmt

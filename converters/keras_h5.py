@@ -12,7 +12,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from zoo.errors import PosezooError
+from posezoo.errors import PosezooError
 
 
 class KerasFileError(PosezooError):

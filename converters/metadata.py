@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from zoo.metadata import TFLITE_METADATA_NAME
+from posezoo.metadata import TFLITE_METADATA_NAME
 
 from .fileio import atomic_path
 

@@ -1,4 +1,4 @@
-"""onnx2tf's command line, run by converters.onnx_to_tflite in a subprocess, with one fix.
+"""onnx2tf's command line, run by posezoo.converters.onnx_to_tflite in a subprocess, with one fix.
 
 onnx2tf 1.29.24 reads TopK's K with `int(k)`; ONNX stores K as a one-element 1-D tensor, and the
 numpy we pin (2.4) refuses `int()` of a 1-D array ("only 0-dimensional arrays can be converted"),

@@ -106,7 +106,7 @@ def qdq_knobs(qdq, fp32) -> tuple[list[Knob], dict[str, np.ndarray]]:
 
 def weight_params(model) -> tuple[int, int]:
     """(all weight elements, those stored float) of an ONNX model: constant tensors of 2+
-    dimensions, as converters.complexity's int8 weight share counts them."""
+    dimensions, as posezoo.converters.complexity's int8 weight share counts them."""
     total = floating = 0
     for init in model.graph.initializer:
         if len(init.dims) >= 2:
@@ -195,7 +195,7 @@ def measure_sensitivity(qdq, weights: dict[str, np.ndarray], knobs: list[Knob], 
     """Set each knob's sensitivity: the noise-to-signal ratio of `output` (the decoder's tensor)
     when that knob alone is quantized and everything else is float, against the FP32 model, over
     `feeds` (calibration people). Returns the measure in words (for the manifest)."""
-    from zoo.runtime import OnnxRuntime
+    from posezoo.runtime import OnnxRuntime
 
     reference = OnnxRuntime(fp32_path)
     expected = [reference(f)[output].astype(np.float64) for f in feeds]

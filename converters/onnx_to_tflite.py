@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from zoo.errors import PosezooError
+from posezoo.errors import PosezooError
 
 from . import quiet
 from .fileio import atomic_copy
@@ -99,7 +99,7 @@ def onnx_to_tflite(onnx_path: Path, out_dir: Path, stem: str, sample: np.ndarray
         np.save(scratch / ONNX2TF_SAMPLE, sample.astype(np.float32))
         import onnx
 
-        cmd = [sys.executable, "-m", "converters.onnx2tf_main", "-i", str(model), "-o", str(scratch / "saved_model"),
+        cmd = [sys.executable, "-m", "posezoo.converters.onnx2tf_main", "-i", str(model), "-o", str(scratch / "saved_model"),
                "-coion", "-v", "error"]
         if keep_nhwc_inputs:
             cmd += ["-kat", *inputs]

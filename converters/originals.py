@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from zoo.errors import UsageError
+from posezoo.errors import UsageError
 
 from .runtimes import open_runner
 
@@ -83,7 +83,7 @@ class TorchOriginal:
 
 
 class SavedModelOriginal:
-    """A SavedModel tarball (converters.saved_model), unpacked into a folder that lives as long as
+    """A SavedModel tarball (posezoo.converters.saved_model), unpacked into a folder that lives as long as
     this object."""
 
     def __init__(self, archive: Path, input_spec: dict, output_names: list[str]):
@@ -121,7 +121,7 @@ def open_original(variant, path: Path):
         from .sandbox import SandboxedOriginal
 
         name = FAMILY_MODULE[fmt]
-        module = f"recipes.{variant.family}.{name}" if name else None
+        module = f"posezoo.recipes.{variant.family}.{name}" if name else None
         return SandboxedOriginal(fmt, module, variant.variant, variant.recipe, path)
     raise UsageError(f"{variant.id}: converting {fmt} originals is not supported yet; build the precisions "
                      "the publisher's own files cover (posezoo list --json shows them), e.g. --precisions int8")

@@ -14,7 +14,7 @@ from typing import Callable
 
 import numpy as np
 
-from zoo.decoders import decode, keypoint_errors
+from posezoo.decoders import decode, keypoint_errors
 
 from . import calibration
 from .runtimes import open_runner
@@ -132,7 +132,7 @@ def compare(reference_outputs: list[dict[str, np.ndarray]], candidate_outputs: l
     """Compare per-sample outputs of the original and an artifact (lists in the same order).
 
     `min_score`: the decoder's detection threshold, for decoders that report a keypoint below it
-    as not found; a keypoint both sides report as not found agrees (zoo.decoders.keypoint_errors).
+    as not found; a keypoint both sides report as not found agrees (posezoo.decoders.keypoint_errors).
     `decoder` (a heatmap decoder's spec): a keypoint whose artifact peak ties with the original's
     (`heatmap_ties`) agrees; `ties` reports the share of keypoints that this settled; a
     multi-person output's people are matched first (`match_instances`).
@@ -212,7 +212,7 @@ class ParityBench:
     """Real inputs, the original's outputs on them and the decoder: what every parity check needs.
 
     `model` is a recipe or a manifest entry (both carry `input` and `decoder`). The samples carry
-    their split (converters.calibration.split_of): `subset("calibration")` is what INT8 calibration
+    their split (posezoo.converters.calibration.split_of): `subset("calibration")` is what INT8 calibration
     and its search may see, `subset("gate")` what judges an INT8 file, `perturbed` its robustness set."""
 
     samples: list
@@ -226,7 +226,7 @@ class ParityBench:
     @classmethod
     def prepare(cls, original, model: dict, images: Path, limit: int | None = None,
                 progress: bool = False) -> "ParityBench":
-        """`original`: the model in its own framework (converters.originals); `limit`: at most
+        """`original`: the model in its own framework (posezoo.converters.originals); `limit`: at most
         that many people of each split."""
         spec = model["input"]
         samples = calibration.load_samples(images, spec, calibration.parity_crop(model), limit)
@@ -244,7 +244,7 @@ class ParityBench:
         if not keep:
             raise calibration.CalibrationError(
                 f"none of the {len(self.samples)} people is in the {split} set (photos are split by their "
-                "content hash, converters.calibration.split_of): add photos of people, or raise --max-samples")
+                "content hash, posezoo.converters.calibration.split_of): add photos of people, or raise --max-samples")
         return replace(self, samples=[self.samples[i] for i in keep], feeds=[self.feeds[i] for i in keep],
                        reference=[self.reference[i] for i in keep])
 

@@ -83,10 +83,10 @@ def build(variants: list, opts: BuildOptions, resolver: Resolver) -> BuildSummar
     """Build `variants` (recipe Variants) into `opts.out`: resolve and verify their files, skip
     those whose fingerprint and artifacts are unchanged (unless `opts.force`), build the rest in
     `opts.jobs` processes, each into a staging folder, and publish each model as it finishes
-    (converters.publish: gated files onto published names, then the manifest)."""
+    (posezoo.converters.publish: gated files onto published names, then the manifest)."""
     from .fingerprint import fingerprint, images_digest, up_to_date
     from .publish import Staging, check_writable, publish, recover
-    from zoo.manifest import read_manifest
+    from posezoo.manifest import read_manifest
 
     out, log = Path(opts.out), opts.log
     check_writable(out)
@@ -214,7 +214,7 @@ def resolve_inputs(variant, resolver: Resolver, checkpoint: Path | None,
 
 def build_variant(variant, original: ResolvedFile | None, opts: BuildOptions, into: Path,
                   vendor: dict | None = None) -> VariantResult:
-    """Build one variant into `into/<id>/` (a staging folder: converters.publish moves the gated
+    """Build one variant into `into/<id>/` (a staging folder: posezoo.converters.publish moves the gated
     artifacts onto their published names), returning its manifest entry, whose artifact paths are
     relative to `into`: our conversions of the original, and the publisher's own files (`vendor`)
     for the precisions they cover. When the user hands over the original (`opts.checkpoint`),

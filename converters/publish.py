@@ -5,7 +5,7 @@ A build writes every candidate into a staging folder of its own inside the outpu
 embedded files are published, in one step under the folder's lock:
 
 1. re-read the manifest (another build may have published meanwhile) and merge this model's
-   entry into it (`zoo.manifest.upsert_model`: (format, precision) pairs this build did not redo
+   entry into it (`posezoo.manifest.upsert_model`: (format, precision) pairs this build did not redo
    keep their files and entries);
 2. write a journal (`.publish.json`: the new manifest, the files to move onto published names
    and the files the new manifest no longer lists), atomically: from here the publication is
@@ -28,8 +28,8 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-from zoo.errors import PosezooError
-from zoo.manifest import empty_manifest, read_manifest, upsert_model, validate, write_manifest
+from posezoo.errors import PosezooError
+from posezoo.manifest import empty_manifest, read_manifest, upsert_model, validate, write_manifest
 
 from .fileio import atomic_path
 

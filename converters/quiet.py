@@ -13,7 +13,7 @@ import os
 import warnings
 
 VERBOSE_ENV = "POSEZOO_VERBOSE"
-OWN_MODULES = r"(converters|recipes|scripts|zoo)\."  # posezoo's packages: their warnings always show
+OWN_MODULES = r"posezoo\."  # posezoo's packages: their warnings always show
 
 
 def configure(verbose: bool) -> None:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from zoo.loader import dequantize, quantize
-from zoo.runtime import open_runtime
+from posezoo.loader import dequantize, quantize
+from posezoo.runtime import open_runtime
 
 
 def fit_layout(x: np.ndarray, shape) -> np.ndarray:
@@ -32,7 +32,7 @@ def _fits(have, want) -> bool:
 
 
 class FloatRunner:
-    """`runtime`: a zoo.runtime runtime. Call it with {input name: array} (a single input also by
+    """`runtime`: a posezoo.runtime runtime. Call it with {input name: array} (a single input also by
     position); it returns {output name: float32 array}."""
 
     def __init__(self, runtime):

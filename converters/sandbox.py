@@ -3,11 +3,11 @@ the original, runs it and exports it to ONNX, and can write only beneath its own
 and reach no network. TFLite originals stay in the build process: the interpreter runs only its
 built-in kernels, no code from the file that could open files or sockets.
 
-The parent starts `python -m converters.sandbox REQUESTS_FD REPLIES_FD SCRATCH` with two pipes of
+The parent starts `python -m posezoo.converters.sandbox REQUESTS_FD REPLIES_FD SCRATCH` with two pipes of
 its own; the child's stdout and stderr (TensorFlow's logs) go to an unlinked file that the parent
 quotes when the child dies, so they cannot garble the protocol. The child points TMPDIR, HOME and
 the frameworks' caches into SCRATCH and restricts itself before importing anything but the
-standard library and zoo.errors (Landlock and seccomp bind the calling thread and what it starts
+standard library and posezoo.errors (Landlock and seccomp bind the calling thread and what it starts
 later, and numpy's BLAS starts threads on import); it reports what it applied before it reads a
 request:
 
@@ -47,15 +47,15 @@ import traceback
 import weakref
 from pathlib import Path
 
-from zoo.errors import PosezooError
+from posezoo.errors import PosezooError
 
 UNSANDBOXED_ENV = "POSEZOO_UNSANDBOXED_ORIGINALS"
 MAX_FRAME = 256 << 20  # one array or header; model inputs and outputs are a few MB
 LOG_TAIL = 3000  # characters of the child's log quoted when it dies
 
 # Errors a caller handles by class (the CLI: exit 2 with the message), re-raised as themselves.
-EXPECTED_ERRORS = {"SavedModelError": "converters.saved_model", "KerasFileError": "converters.keras_h5",
-                   "CheckpointError": "recipes.torch_checkpoint", "SandboxError": "converters.sandbox"}
+EXPECTED_ERRORS = {"SavedModelError": "posezoo.converters.saved_model", "KerasFileError": "posezoo.converters.keras_h5",
+                   "CheckpointError": "posezoo.recipes.torch_checkpoint", "SandboxError": "posezoo.converters.sandbox"}
 
 
 class SandboxError(PosezooError):
@@ -117,7 +117,7 @@ def _nest(names, arrays: list) -> list[dict]:
 # --- the parent's side ------------------------------------------------------------------------
 
 class SandboxedOriginal:
-    """An original opened in a sandboxed child, with the interface of converters.originals
+    """An original opened in a sandboxed child, with the interface of posezoo.converters.originals
     (`run`, `to_onnx`, `fast_runner`) plus `run_many` (many feeds in one round trip) and `close`
     (also called when the object is garbage-collected or the interpreter exits).
 
@@ -131,7 +131,7 @@ class SandboxedOriginal:
         requests_read, requests_write = os.pipe()
         replies_read, replies_write = os.pipe()
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "converters.sandbox", str(requests_read), str(replies_write), str(self._scratch)],
+            [sys.executable, "-m", "posezoo.converters.sandbox", str(requests_read), str(replies_write), str(self._scratch)],
             pass_fds=(requests_read, replies_write), stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log)
         os.close(requests_read)
         os.close(replies_write)
@@ -247,7 +247,7 @@ def main(argv: list[str]) -> int:
             return 0
         try:
             if request["op"] == "open":
-                from converters.originals import open_in_process
+                from posezoo.converters.originals import open_in_process
 
                 original = open_in_process(request["format"], request["module"], request["variant"],
                                            request["recipe"], Path(request["path"]))

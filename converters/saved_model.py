@@ -20,7 +20,7 @@ from __future__ import annotations
 import tarfile
 from pathlib import Path
 
-from zoo.errors import PosezooError
+from posezoo.errors import PosezooError
 
 MAX_UNPACKED_BYTES = 512 << 20  # Google's MoveNet SavedModels are 10-40 MB
 MAX_MEMBERS = 10_000

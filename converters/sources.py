@@ -25,7 +25,7 @@ from pathlib import Path
 
 import requests
 
-from zoo.errors import PosezooError
+from posezoo.errors import PosezooError
 
 CHUNK = 1 << 20
 MAX_DOWNLOAD = 512 << 20  # bytes, for a file whose recipe names no size

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from zoo.runtime import OnnxRuntime, TFLiteRuntime
+from posezoo.runtime import OnnxRuntime, TFLiteRuntime
 
 from .runtimes import FloatRunner
 

@@ -10,12 +10,12 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from converters.parity import DEFAULT_THRESHOLDS
-from converters.sources import FileSpec
-from zoo import schema as contract
-from zoo.errors import PosezooError
-from zoo.manifest import SCHEMA as MANIFEST_SCHEMA
-from zoo.manifest import model_inconsistencies
+from posezoo.converters.parity import DEFAULT_THRESHOLDS
+from posezoo.converters.sources import FileSpec
+from posezoo import schema as contract
+from posezoo.errors import PosezooError
+from posezoo.manifest import SCHEMA as MANIFEST_SCHEMA
+from posezoo.manifest import model_inconsistencies
 
 RECIPES_DIR = Path(__file__).parent
 SCHEMA = json.loads((RECIPES_DIR / "recipe.schema.json").read_text())
@@ -79,7 +79,7 @@ class Variant:
 
     def family_module(self, name: str):
         """The family's own code (`recipes/<family>/<name>.py`): an architecture, a Keras loader."""
-        return importlib.import_module(f"recipes.{self.family}.{name}")
+        return importlib.import_module(f"posezoo.recipes.{self.family}.{name}")
 
     @property
     def int8_options(self) -> dict:

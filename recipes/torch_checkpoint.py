@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from zoo.errors import PosezooError
+from posezoo.errors import PosezooError
 
 # What mmcv (mmpose 0.x) and mmengine (mmpose 1.x) save beside `state_dict`: training metadata,
 # never weights. `meta` holds the best validation score as a numpy scalar: numpy scalars and

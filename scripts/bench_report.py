@@ -1,6 +1,6 @@
 """The benchmark as Markdown and an SVG scatter, from `posezoo bench ... --json > ROWS.json`.
 
-    python -m scripts.bench_report ROWS.json [--markdown OUT.md] [--svg OUT.svg] [--threads 1]
+    python -m posezoo.scripts.bench_report ROWS.json [--markdown OUT.md] [--svg OUT.svg] [--threads 1]
 
 Markdown: the table `posezoo bench` prints, one row per (file, thread count). SVG: one point per
 file, x = median latency at 1 thread (ms; the `--threads` count), y = keypoint error, 1 - parity
@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from xml.sax.saxutils import escape
 
-from scripts.bench.table import COLUMNS, table_cells
+from posezoo.scripts.bench.table import COLUMNS, table_cells
 
 
 def markdown_table(rows: list[dict], title: str = "posezoo benchmark") -> str:

@@ -11,7 +11,7 @@ import threading
 import time
 from pathlib import Path
 
-from zoo.errors import PosezooError
+from posezoo.errors import PosezooError
 
 CHROMIUM = os.environ.get("POSEZOO_CHROMIUM", "/usr/bin/chromium")
 # The page must reproduce the Python loader: FP32/FP16 keypoints within 1 % of the crop's side, all
@@ -43,7 +43,7 @@ class Page:
         from selenium.webdriver.chrome.options import Options
         from selenium.webdriver.chrome.service import Service
 
-        from scripts.webserver import make_server
+        from posezoo.scripts.webserver import make_server
 
         if (why := available()) is not None:
             raise BrowserError(why)
@@ -103,18 +103,18 @@ class Page:
         return Path(path)
 
     def agreement(self, manifest_path: Path, ids=None) -> list[dict]:
-        """Every artifact (of the models `ids`) run in the page and by zoo.loader on the same
+        """Every artifact (of the models `ids`) run in the page and by posezoo.loader on the same
         photos: whole frames as the manifest's crop says, and each annotated person by the
         model's `calibration_crop` where it has one (or its own box/ROI crop). Errors are in units
         of the crop's longer side; a keypoint the decoder finds in neither agrees, as in parity
-        (zoo.decoders.keypoint_errors). `web_ms_median`: the page's inference time (1 thread
+        (posezoo.decoders.keypoint_errors). `web_ms_median`: the page's inference time (1 thread
         wasm), median over the runs after the first."""
         import json
 
         import numpy as np
         from PIL import Image
 
-        from zoo.loader import LoaderError, load
+        from posezoo.loader import LoaderError, load
 
         manifest = json.loads(Path(manifest_path).read_text())
         photos = [np.asarray(Image.open(self.images / s["name"]).convert("RGB")) for s in self.samples]
@@ -154,8 +154,8 @@ class Page:
 
 
 def _errors(model: dict, expected, got: dict, height: int, width: int):
-    from zoo.decoders import keypoint_errors
-    from zoo.loader import crop_side
+    from posezoo.decoders import keypoint_errors
+    from posezoo.loader import crop_side
 
     if got["names"] != expected.names:
         raise BrowserError(f"{model['id']}: the page names the keypoints {got['names'][:3]}..., "

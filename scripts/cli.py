@@ -8,8 +8,8 @@ import sys
 import time
 from pathlib import Path
 
-from converters import quiet
-from zoo.errors import PosezooError, UsageError
+from posezoo.converters import quiet
+from posezoo.errors import PosezooError, UsageError
 
 EXIT_FAILED_GATE = 1
 EXIT_BAD_INPUT = 2
@@ -37,14 +37,13 @@ def _positive_int(text: str) -> int:
 
 
 def _resolver(args):
-    from converters.sources import Resolver
+    from posezoo.converters.sources import Resolver
 
     return Resolver(cache_dir=args.cache, mirror_dir=args.mirror, offline=args.offline)
 
 
 def cmd_list(args) -> int:
-    import recipes
-
+    from posezoo import recipes
     rows = [{"id": v.id, "family": v.family, "variant": v.variant, "task": v.recipe["task"],
              "aliases": v.aliases, "original_format": v.recipe["original_format"], "file": v.file.name,
              "sha256": v.file.sha256 or None, "sha256_prefix": v.file.sha256_prefix or None,
@@ -74,8 +73,7 @@ def _also_pinned(variant) -> list[dict]:
 
 
 def cmd_fetch(args) -> int:
-    import recipes
-
+    from posezoo import recipes
     resolver = _resolver(args)
     results = []
     for v in recipes.select(args.names):
@@ -89,8 +87,8 @@ def cmd_fetch(args) -> int:
 
 
 def cmd_build(args) -> int:
-    import recipes
-    from converters.pipeline import BuildOptions, build
+    from posezoo import recipes
+    from posezoo.converters.pipeline import BuildOptions, build
 
     variants = recipes.select(args.names)
     if args.checkpoint and len(variants) != 1:
@@ -119,7 +117,7 @@ def cmd_build(args) -> int:
 
 
 def cmd_verify(args) -> int:
-    from scripts.verify import verify_manifest
+    from posezoo.scripts.verify import verify_manifest
 
     report = verify_manifest(Path(args.manifest), Path(args.calibration_images) if args.calibration_images else None,
                              _resolver(args), log=(lambda m: print(m, file=sys.stderr)) if args.json else print)
@@ -133,9 +131,9 @@ def cmd_verify(args) -> int:
 
 
 def cmd_walk(args) -> int:
-    import recipes
-    from converters.calibration import load_samples, parity_crop
-    from converters.tensor_walk import first_departures
+    from posezoo import recipes
+    from posezoo.converters.calibration import load_samples, parity_crop
+    from posezoo.converters.tensor_walk import first_departures
 
     if not args.calibration_images:
         raise UsageError("pass --calibration-images DIR (real photos of people)")
@@ -155,8 +153,8 @@ def cmd_walk(args) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    from converters.formats import FORMATS
-    from converters.pipeline import PRECISIONS
+    from posezoo.converters.formats import FORMATS
+    from posezoo.converters.pipeline import PRECISIONS
 
     p = argparse.ArgumentParser(prog="posezoo", description=__doc__)
     verbose = "show the log lines and warnings of TensorFlow, absl, onnx2tf and the other converters"
@@ -209,7 +207,7 @@ def parser() -> argparse.ArgumentParser:
     sources(s)
     s.set_defaults(fn=cmd_verify)
 
-    from scripts import bench, evaluate, report, serve
+    from posezoo.scripts import bench, evaluate, report, serve
 
     # Commands with a module of their own: (name, module with add_arguments/run, help, takes --mirror etc.)
     for name, module, text, with_sources in (
@@ -246,7 +244,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     quiet.configure(args.verbose)
-    from converters.onnx_to_tflite import ConversionError
+    from posezoo.converters.onnx_to_tflite import ConversionError
 
     try:
         return args.fn(args)

@@ -1,6 +1,6 @@
 """`posezoo eval`: accuracy of every artifact of a manifest on annotated people, beside the original.
 
-Every artifact runs through `zoo.loader` (the manifest alone); the original runs in its own
+Every artifact runs through `posezoo.loader` (the manifest alone); the original runs in its own
 framework (the recipe's code, as in the build's parity), fed the same crops by the same loader
 path. Metrics:
 - COCO-format annotations (17 keypoints): OKS-based AP by pycocotools' COCOeval, on the
@@ -30,9 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
-from converters import annotations
-from converters.annotations import Person
-from zoo.errors import PosezooError
+from posezoo.converters import annotations
+from posezoo.converters.annotations import Person
+from posezoo.errors import PosezooError
 
 EXAMPLES = 8  # people whose keypoints eval.json keeps for the report's pictures
 
@@ -46,7 +46,7 @@ class Annotations:
     kind: str  # "coco" or "mpii"
     path: Path
     names: list[str]
-    people: list[Person]  # the people the metric scores (converters.annotations: coordinates as in the file)
+    people: list[Person]  # the people the metric scores (posezoo.converters.annotations: coordinates as in the file)
     to_annotation: float  # add to a loader coordinate to get the file's own convention
     coco: object = None  # pycocotools COCO (kind "coco")
     notes: list[str] = field(default_factory=list)
@@ -57,7 +57,7 @@ class Annotations:
 
 
 def read_annotations(path: Path, images: Path) -> Annotations:
-    """COCO-format keypoint JSON or mmpose's MPII JSON list (converters.annotations reads them);
+    """COCO-format keypoint JSON or mmpose's MPII JSON list (posezoo.converters.annotations reads them);
     images are looked up in `images`."""
     path, images = Path(path), Path(images)
     try:
@@ -154,7 +154,7 @@ def _match_people(predictor, ann: Annotations, index: list[int], progress) -> di
     pose at most once. Detections matching nobody are not scored (no false positives count)."""
     from PIL import Image
 
-    from zoo.loader import crop_side
+    from posezoo.loader import crop_side
 
     by_image: dict[Path, list] = {}
     for person in ann.people:
@@ -191,7 +191,7 @@ def predict_all(predictor, ann: Annotations, names: list[str], progress) -> dict
     side in photo pixels) is parity's unit of keypoint error."""
     from PIL import Image
 
-    from zoo.loader import LoaderError, crop_side
+    from posezoo.loader import LoaderError, crop_side
 
     index = [names.index(n) for n in ann.names]
     if predictor.model["task"] == "keypoints-multi-person":
@@ -216,9 +216,9 @@ def evaluate(manifest_path: Path, ann: Annotations, resolver=None, ids=None, wit
              threads: int = 1, log=print, progress: bool = True) -> dict:
     from tqdm import tqdm
 
-    from converters.calibration import parity_crop
-    from zoo.loader import Predictor, load
-    from zoo.manifest import read_manifest
+    from posezoo.converters.calibration import parity_crop
+    from posezoo.loader import Predictor, load
+    from posezoo.manifest import read_manifest
 
     manifest = read_manifest(manifest_path)
     metric, headline = METRICS[ann.kind]
@@ -236,7 +236,7 @@ def evaluate(manifest_path: Path, ann: Annotations, resolver=None, ids=None, wit
         crop = parity_crop(model)
         runs = []
         if with_original and not any(a["origin"] == "vendor" for a in model["artifacts"]):
-            from scripts.verify import open_reference
+            from posezoo.scripts.verify import open_reference
 
             reference, _ = open_reference(model, resolver)
             runs.append((original_artifact(model), Predictor(model, original_artifact(model),
@@ -278,9 +278,9 @@ def evaluate(manifest_path: Path, ann: Annotations, resolver=None, ids=None, wit
 def agreement(predictions: dict, reference: dict, decoder: dict) -> dict:
     """How far each run moved the keypoints from the reference's (the original's, else the first
     run's), as parity measures it: in units of the crop's longer side; keypoints the `decoder`
-    finds in neither run count as agreeing (zoo.decoders.keypoint_errors). Mean `deviation`, and
+    finds in neither run count as agreeing (posezoo.decoders.keypoint_errors). Mean `deviation`, and
     PCK at the radii of parity's gates."""
-    from zoo.decoders import keypoint_errors
+    from posezoo.decoders import keypoint_errors
 
     errors = []
     for key, (xy, scores, size) in predictions.items():
@@ -324,7 +324,7 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from converters.sources import Resolver
+    from posezoo.converters.sources import Resolver
 
     ann = read_annotations(args.annotations, args.images)
     resolver = Resolver(cache_dir=args.cache, mirror_dir=args.mirror, offline=args.offline)
@@ -334,7 +334,7 @@ def run(args) -> int:
     if not report["models"]:
         raise EvalError(f"no model of {args.manifest} predicts the keypoints {ann.names} of {args.annotations}: "
                         "nothing to evaluate (COCO AP needs COCO's 17 keypoint names, PCKh MPII's 16)")
-    from converters.fileio import atomic_write_text
+    from posezoo.converters.fileio import atomic_write_text
 
     out = Path(args.manifest).parent / "eval" / f"{Path(args.annotations).stem}.json"
     if out.exists():  # an earlier run on the same annotations: keep its other models

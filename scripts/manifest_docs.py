@@ -1,5 +1,5 @@
 """docs/manifest.md, generated from zoo/manifest.schema.json: the runtime contract as a port
-(Kotlin, Swift, C++, JavaScript) reads it. `python -m scripts.manifest_docs` rewrites the file;
+(Kotlin, Swift, C++, JavaScript) reads it. `python -m posezoo.scripts.manifest_docs` rewrites the file;
 tests/test_schema.py fails when it is out of date."""
 from __future__ import annotations
 
@@ -7,13 +7,13 @@ import json
 import sys
 from pathlib import Path
 
-from zoo.manifest import SCHEMA
+from posezoo.manifest import SCHEMA
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "manifest.md"
 
 HEADER = """# manifest.json: the runtime contract
 
-Generated from `zoo/manifest.schema.json` by `python -m scripts.manifest_docs`; do not edit.
+Generated from `zoo/manifest.schema.json` by `python -m posezoo.scripts.manifest_docs`; do not edit.
 Every build folder carries the schema next to its `manifest.json`. A runtime validates the
 manifest against it before use (the Python loader does: `zoo/schema.py`), resolves each
 artifact's `path` inside the manifest's folder, checks the file's `sha256` and `bytes`, then

@@ -39,7 +39,7 @@ def pictures_png(model: dict, evaluation: dict, annotations: str, path: Path) ->
     import matplotlib.pyplot as plt
     from PIL import Image
 
-    from zoo.decoders import found
+    from posezoo.decoders import found
 
     people = evaluation["people"][:PICTURE_PEOPLE]
     runs = evaluation["examples"]
@@ -181,8 +181,8 @@ def _img(path: Path | None) -> str:
 
 
 def write_report(directory: Path, out: Path | None = None) -> Path:
-    from converters.fileio import atomic_write_text
-    from zoo.manifest import read_manifest
+    from posezoo.converters.fileio import atomic_write_text
+    from posezoo.manifest import read_manifest
 
     directory = Path(directory)
     manifest = read_manifest(directory / "manifest.json")

@@ -6,8 +6,8 @@ import json
 import sys
 from pathlib import Path
 
-from converters.fingerprint import photos_for
-from scripts.webserver import make_server, read_build
+from posezoo.converters.fingerprint import photos_for
+from posezoo.scripts.webserver import make_server, read_build
 
 
 def add_arguments(p) -> None:
@@ -17,7 +17,7 @@ def add_arguments(p) -> None:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--check", action="store_true",
                    help="instead of serving: run every artifact in the page in headless Chromium and compare its "
-                        "keypoints with zoo.loader's on the sample photos; exit 1 on any disagreement")
+                        "keypoints with posezoo.loader's on the sample photos; exit 1 on any disagreement")
     p.add_argument("--ids", help="with --check: comma-separated model ids")
     p.add_argument("--json", action="store_true", help="with --check: the rows as JSON")
 
@@ -25,7 +25,7 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     images = photos_for(read_build(args.directory), args.images, "--images")
     if args.check:
-        from scripts.browser import Page, agreement_table
+        from posezoo.scripts.browser import Page, agreement_table
 
         ids = [i.strip() for i in args.ids.split(",")] if args.ids else None
         with Page(args.directory, images) as page:

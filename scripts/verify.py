@@ -5,17 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from converters.originals import TFLiteOriginal, open_original
-from converters.parity import ParityBench
-from converters.pipeline import Int8Benches
-from converters.sources import FileSpec, Resolver, sha256_of
+from posezoo.converters.originals import TFLiteOriginal, open_original
+from posezoo.converters.parity import ParityBench
+from posezoo.converters.pipeline import Int8Benches
+from posezoo.converters.sources import FileSpec, Resolver, sha256_of
 
 
 def open_reference(model: dict, resolver: Resolver):
     """The original of a manifest entry, found by the sha256 its `source` records, running in its
     own framework; and whether it is the publisher's own INT8 TFLite (`from_vendor`), which is its
     own reference on its default kernels."""
-    from recipes import select
+    from posezoo.recipes import select
 
     src = model["source"]
     original = resolver.resolve(FileSpec(src["file"], src["sha256"], src["bytes"]),
@@ -29,9 +29,9 @@ def open_reference(model: dict, resolver: Resolver):
 
 def verify_manifest(manifest_path: Path, images: Path | None, resolver: Resolver,
                     log: Callable[[str], None] = print) -> dict:
-    from converters.fingerprint import images_digest, photos_for
-    from converters.publish import JOURNAL, recover
-    from zoo.manifest import read_manifest
+    from posezoo.converters.fingerprint import images_digest, photos_for
+    from posezoo.converters.publish import JOURNAL, recover
+    from posezoo.manifest import read_manifest
 
     root = Path(manifest_path).parent
     if (root / JOURNAL).exists() and recover(root):

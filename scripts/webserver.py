@@ -15,7 +15,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from zoo.errors import PosezooError
+from posezoo.errors import PosezooError
 
 WEB = Path(__file__).resolve().parents[1] / "zoo" / "web"
 MIME = {".wasm": "application/wasm", ".mjs": "text/javascript", ".js": "text/javascript",
@@ -28,7 +28,7 @@ class ServeError(PosezooError):
 
 def samples(images: Path) -> list[dict]:
     """Every photo under `images` with its people: box (x, y, w, h) and visible keypoints."""
-    from converters.calibration import find_people
+    from posezoo.converters.calibration import find_people
 
     by_image: dict[Path, list] = {}
     for person in find_people(images):
@@ -86,7 +86,7 @@ def _inside(root: Path, relative: str) -> Path:
 
 def read_build(directory: Path) -> dict:
     """The manifest of a build folder; a ServeError or LoaderError naming it where there is none to read."""
-    from zoo.loader import read_manifest
+    from posezoo.loader import read_manifest
 
     path = Path(directory) / "manifest.json"
     if not path.is_file():

@@ -81,7 +81,7 @@ def tiny_tflite(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_samples(images):
-    from converters.calibration import load_samples
+    from posezoo.converters.calibration import load_samples
 
     return load_samples(images / "coco", TINY_INPUT, TINY_INPUT["crop"])
 
@@ -90,7 +90,7 @@ def tiny_samples(images):
 def zoo(tmp_path_factory, shared):
     """MoveNet Lightning INT8 and EfficientPose RT-Lite FP32/INT8 ONNX+TFLite, one manifest, built
     from the genuine files of the shared checkpoints (the loader, eval and report tests read it)."""
-    from scripts.cli import main
+    from posezoo.scripts.cli import main
 
     out, cache = tmp_path_factory.mktemp("zoo"), tmp_path_factory.mktemp("cache")
     common = ["--out", str(out), "--calibration-images", str(shared / "images"), "--mirror",

@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch import nn
 
-from recipes.torch_checkpoint import CheckpointError, read_state_dict, write_random_official_checkpoint
+from posezoo.recipes.torch_checkpoint import CheckpointError, read_state_dict, write_random_official_checkpoint
 
 OFFICIAL_KEYS = Path(__file__).parent / "data" / "official_keys"
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from converters.annotations import MPII_JOINTS, read
+from posezoo.converters.annotations import MPII_JOINTS, read
 
 
 def _coco(tmp_path, annotations, names=("nose", "left_eye")):

@@ -13,13 +13,13 @@ import pytest
 from PIL import Image
 
 from conftest import manifest_artifact, manifest_model
-from converters.calibration import CalibrationError, find_people, load_samples
-from scripts import webserver
-from scripts.cli import main
-from scripts.webserver import ServeError, make_server
-from zoo import loader
-from zoo.loader import LoaderError, Predictor, crop_matrix, warp
-from zoo.manifest import ManifestError, empty_manifest, read_manifest
+from posezoo.converters.calibration import CalibrationError, find_people, load_samples
+from posezoo.scripts import webserver
+from posezoo.scripts.cli import main
+from posezoo.scripts.webserver import ServeError, make_server
+from posezoo import loader
+from posezoo.loader import LoaderError, Predictor, crop_matrix, warp
+from posezoo.manifest import ManifestError, empty_manifest, read_manifest
 
 BOX = {"kind": "box", "padding": 1.25}
 SPEC = {"name": "image", "shape": [1, 64, 48, 3], "layout": "NHWC", "dtype": "float32", "color": "RGB",
@@ -189,14 +189,14 @@ def test_a_deeply_nested_manifest_is_a_manifest_error(tmp_path, capsys):
 
 def test_recursion_in_the_schema_check_is_a_manifest_error(tmp_path, monkeypatch):
     """The schema check recurses too (on a nested value it reports, a few levels short of json's limit)."""
-    import zoo.schema
+    from posezoo import schema
 
     def deep(*args):
         raise RecursionError("maximum recursion depth exceeded")
 
     path = tmp_path / "manifest.json"
     path.write_text('{"schema_version": 1}')
-    monkeypatch.setattr(zoo.schema, "validate", deep)
+    monkeypatch.setattr(schema, "validate", deep)
     with pytest.raises(ManifestError, match=f"{path} is nested too deeply"):
         read_manifest(path)
 

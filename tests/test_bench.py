@@ -9,16 +9,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scripts import bench_report
-from scripts.bench import add_arguments, main
-from scripts.bench.measure import Measurement, measure
-from scripts.bench.rows import make_rows
-from scripts.bench.runner import Runner, make_input
-from scripts.bench.table import COLUMNS, format_table, int8_choice_text, targets_text
-from scripts.bench.targets import BenchError, Target, collect_targets
-from scripts.bench.web import web_latencies
-from zoo.errors import RunError
-from scripts.bench.worker import Worker, baseline_kb
+from posezoo.scripts import bench_report
+from posezoo.scripts.bench import add_arguments, main
+from posezoo.scripts.bench.measure import Measurement, measure
+from posezoo.scripts.bench.rows import make_rows
+from posezoo.scripts.bench.runner import Runner, make_input
+from posezoo.scripts.bench.table import COLUMNS, format_table, int8_choice_text, targets_text
+from posezoo.scripts.bench.targets import BenchError, Target, collect_targets
+from posezoo.scripts.bench.web import web_latencies
+from posezoo.errors import RunError
+from posezoo.scripts.bench.worker import Worker, baseline_kb
 
 
 # --------------------------------------------------------------------------------------------
@@ -284,19 +284,19 @@ def test_arguments_thread_counts_and_vendor_files():
 
 
 def test_web_failures_are_bad_input(monkeypatch, tmp_path):
-    import scripts.browser
+    from posezoo.scripts import browser
 
     class NoBrowser:
         def __init__(self, *args):
             pass
 
         def __enter__(self):
-            raise scripts.browser.BrowserError("no chromium here")
+            raise browser.BrowserError("no chromium here")
 
         def __exit__(self, *exc):
             return False
 
-    monkeypatch.setattr(scripts.browser, "Page", NoBrowser)
+    monkeypatch.setattr(browser, "Page", NoBrowser)
     with pytest.raises(BenchError, match="--web: no chromium here"):
         web_latencies(tmp_path / "manifest.json", {"models": []}, None, 2, tmp_path)
 

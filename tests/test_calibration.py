@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from converters.calibration import (CalibrationError, Person, crop_transform, find_people, load_samples,
+from posezoo.converters.calibration import (CalibrationError, Person, crop_transform, find_people, load_samples,
                                     to_tensor)
 
 ROI = {"kind": "rotated_roi", "center_keypoints": ["left_hip", "right_hip"],
@@ -64,7 +64,7 @@ def test_crops_are_the_loaders_and_pils_pixel_for_pixel(images):
     affine transform (the build's former warp) to the pixel."""
     from PIL import Image
 
-    from zoo import loader
+    from posezoo import loader
 
     spec = {**SPEC, "dtype": "uint8"}
     for s in load_samples(images / "coco", spec, {"kind": "box", "padding": 1.25}):
@@ -105,7 +105,7 @@ SMALL = {**SPEC, "shape": [1, 64, 48, 3]}
 
 
 def test_calibration_and_gate_people_come_from_different_photos(images):
-    from converters.calibration import SPLITS
+    from posezoo.converters.calibration import SPLITS
 
     samples = load_samples(images, SMALL, BOX)
     photos = {split: {s.person.image for s in samples if s.split == split} for split in SPLITS}
@@ -118,7 +118,7 @@ def test_a_photos_split_depends_on_its_content_alone(images, tmp_path):
     split is pinned so a change of rule cannot pass unnoticed."""
     import shutil
 
-    from converters.calibration import split_of
+    from posezoo.converters.calibration import split_of
 
     photo = images / "coco" / "000000196141.jpg"
     copy = tmp_path / "deep" / "renamed.jpg"
@@ -131,7 +131,7 @@ def test_a_photos_split_depends_on_its_content_alone(images, tmp_path):
 
 
 def test_the_limit_is_per_split_and_the_record_names_who(images):
-    from converters.calibration import set_record
+    from posezoo.converters.calibration import set_record
 
     samples = load_samples(images, SMALL, BOX, limit=3)
     assert [s.split for s in samples].count("calibration") == 3 and [s.split for s in samples].count("gate") == 3

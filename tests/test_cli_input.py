@@ -3,7 +3,7 @@ import errno
 
 import pytest
 
-from scripts.cli import EXIT_BAD_INPUT, main
+from posezoo.scripts.cli import EXIT_BAD_INPUT, main
 
 
 def _build(tmp_path, shared, *args):
@@ -41,7 +41,7 @@ def test_a_cache_that_cannot_be_written_names_the_path(tmp_path, shared, capsys)
 @pytest.mark.slow
 def test_a_disk_that_fills_up_mid_build_leaves_the_published_folder_as_it_was(tmp_path, shared, capsys,
                                                                                monkeypatch):
-    import converters.pipeline as pipeline
+    import posezoo.converters.pipeline as pipeline
 
     out = tmp_path / "out"
     assert main(_build(tmp_path, shared, "--out", str(out), "--formats", "onnx", "--precisions", "fp32",

@@ -11,9 +11,9 @@ import tempfile
 
 import pytest
 
-import scripts.cli as cli
-from scripts.cli import EXIT_BAD_INPUT, EXIT_BUG, main
-from zoo.errors import PosezooError, RunError
+import posezoo.scripts.cli as cli
+from posezoo.errors import PosezooError, RunError
+from posezoo.scripts.cli import EXIT_BAD_INPUT, EXIT_BUG, main
 
 
 def test_an_error_raised_on_purpose_is_its_message_and_exit_2(tmp_path, monkeypatch, capsys):
@@ -25,7 +25,7 @@ def test_an_error_raised_on_purpose_is_its_message_and_exit_2(tmp_path, monkeypa
 
 def test_every_error_class_of_posezoo_is_a_posezoo_error():
     classes = []
-    for package in ("zoo", "converters", "recipes", "scripts"):
+    for package in ("posezoo", "posezoo.converters", "posezoo.recipes", "posezoo.scripts"):
         for info in pkgutil.walk_packages(importlib.import_module(package).__path__, f"{package}."):
             if not info.name.endswith("__main__"):  # importing it would run the command
                 module = importlib.import_module(info.name)
@@ -61,13 +61,13 @@ def test_verbose_goes_before_or_after_the_command():
 
 CHATTER = """
 import logging, os, sys, warnings
-from converters import quiet
+from posezoo.converters import quiet
 quiet.configure(sys.argv[1:] == ["--verbose"])
 print(*(f"{k}={os.environ.get(k)}" for k in ("TF_CPP_MIN_LOG_LEVEL", "POSEZOO_VERBOSE")))
 logging.getLogger("absl").warning("absl chatter")
 logging.warning("root chatter")  # onnxruntime's quantizer logs on the root logger
 warnings.warn_explicit("tensorflow chatter", UserWarning, "interpreter.py", 1, module="tensorflow.lite.python")
-warnings.warn_explicit("posezoo's own warning", UserWarning, "calibration.py", 1, module="converters.calibration")
+warnings.warn_explicit("posezoo's own warning", UserWarning, "calibration.py", 1, module="posezoo.converters.calibration")
 """
 
 

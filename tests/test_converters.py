@@ -5,17 +5,17 @@ import numpy as np
 import pytest
 
 from conftest import TINY_DECODER, TINY_INPUT
-from converters import parity
-from converters.onnx_fp16 import onnx_to_fp16
-from converters.onnx_int8 import onnx_to_int8, output_head_nodes
-from converters.onnx_to_tflite import onnx2tf_sample, onnx_to_tflite
-from converters.runtimes import open_runner
-from converters.simplify import simplify
-from converters.tflite_int8 import Int8Quantizer
-from converters.tflite_to_onnx import tflite_to_onnx
-from zoo.decoders import decode
-from converters.formats import embed
-from zoo.metadata import read_embedded
+from posezoo.converters import parity
+from posezoo.converters.onnx_fp16 import onnx_to_fp16
+from posezoo.converters.onnx_int8 import onnx_to_int8, output_head_nodes
+from posezoo.converters.onnx_to_tflite import onnx2tf_sample, onnx_to_tflite
+from posezoo.converters.runtimes import open_runner
+from posezoo.converters.simplify import simplify
+from posezoo.converters.tflite_int8 import Int8Quantizer
+from posezoo.converters.tflite_to_onnx import tflite_to_onnx
+from posezoo.decoders import decode
+from posezoo.converters.formats import embed
+from posezoo.metadata import read_embedded
 
 pytestmark = pytest.mark.slow
 
@@ -99,7 +99,7 @@ def test_tflite_int8_is_integer_kernels_with_float_io_named_like_onnx(chain):
 
 
 def test_tflite_plan_floats_ops_on_int8_weights_and_gives_the_same_bytes_twice(chain):
-    from converters.complexity import tflite_int8_weight_share
+    from posezoo.converters.complexity import tflite_int8_weight_share
 
     calib = [f["image"] for f in chain["feeds"]]
     quantizer = Int8Quantizer(chain["tflite"].saved_model, calib, ["Identity"])
@@ -158,7 +158,7 @@ def test_int8_weight_share_counts_kernel_bytes_stored_in_int8(tmp_path):
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from converters.complexity import onnx_int8_weight_share
+    from posezoo.converters.complexity import onnx_int8_weight_share
 
     inits = [numpy_helper.from_array(np.zeros((4, 3, 3, 3), np.float32), "w_float"),
              numpy_helper.from_array(np.zeros((4, 3, 3, 3), np.int8), "w_int8"),
@@ -189,7 +189,7 @@ def test_onnx_fp16_points_the_graphs_own_casts_to_float16(tmp_path):
 
 
 def test_tflite_a16w8_fallback_raises_ops_to_int16_activations_on_int8_weights(chain):
-    from converters.complexity import tflite_int8_weight_share
+    from posezoo.converters.complexity import tflite_int8_weight_share
 
     calib = [f["image"] for f in chain["feeds"]]
     quantizer = Int8Quantizer(chain["tflite"].saved_model, calib, ["Identity"], fallback="a16w8")

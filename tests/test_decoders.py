@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from zoo.decoders import DecoderError, decode, found, keypoint_errors
+from posezoo.decoders import DecoderError, decode, found, keypoint_errors
 
 
 def _maps(h, w, peaks):
@@ -85,7 +85,7 @@ def _two_people(stride=8.0, size=24):
 
 
 def test_multi_pose_follows_the_displacements_to_every_keypoint_of_each_person():
-    from zoo.decoders import decode_multi_pose
+    from posezoo.decoders import decode_multi_pose
 
     spec, outputs, truth = _two_people()
     poses = decode_multi_pose(spec, outputs)
@@ -112,7 +112,7 @@ def _multipose_instances():
 
 
 def test_multipose_regression_gives_the_people_above_threshold_strongest_first():
-    from zoo.decoders import decode_multi_pose
+    from posezoo.decoders import decode_multi_pose
 
     spec, outputs = _multipose_instances()
     poses = decode_multi_pose(spec, outputs)

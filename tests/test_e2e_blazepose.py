@@ -9,9 +9,9 @@ import shutil
 
 import pytest
 
-from scripts.cli import main
-from zoo.manifest import read_manifest
-from zoo.metadata import read_embedded
+from posezoo.scripts.cli import main
+from posezoo.manifest import read_manifest
+from posezoo.metadata import read_embedded
 
 pytestmark = pytest.mark.slow
 
@@ -83,8 +83,7 @@ def test_verify_passes_then_catches_a_changed_artifact(built, tmp_path, images):
 
 def test_failing_gate_is_not_published_and_exits_nonzero(built, images, tmp_path, monkeypatch):
     """An impossible FP16 gate: the artifact is deleted, listed as rejected, and the exit code is 1."""
-    import recipes
-
+    from posezoo import recipes
     _, cache, _ = built
     original = recipes.Variant.thresholds
     monkeypatch.setattr(recipes.Variant, "thresholds", property(

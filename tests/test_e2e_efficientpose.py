@@ -5,8 +5,8 @@ matched by sha256); parity runs it in tf_keras on frames of the real people in .
 """
 import pytest
 
-from scripts.cli import main
-from zoo.manifest import read_manifest
+from posezoo.scripts.cli import main
+from posezoo.manifest import read_manifest
 
 pytestmark = pytest.mark.slow
 

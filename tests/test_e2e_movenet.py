@@ -5,8 +5,8 @@ import csv
 import numpy as np
 import pytest
 
-from scripts.cli import main
-from zoo.manifest import read_manifest
+from posezoo.scripts.cli import main
+from posezoo.manifest import read_manifest
 
 pytestmark = pytest.mark.slow
 VENDOR_SHA256 = "cd7cc22fa946e5d146a7b98d496853e1923e22828d3972d579973f27f91bb105"
@@ -66,10 +66,10 @@ def test_decoder_maps_keypoints_back_to_the_photo(shared, resize, tolerance):
     the recipe uses sees the person a little differently)."""
     from PIL import Image
 
-    from converters.calibration import Person, crop_transform, to_tensor, warp
-    from converters.runtimes import open_runner
-    from recipes import select
-    from zoo.decoders import decode
+    from posezoo.converters.calibration import Person, crop_transform, to_tensor, warp
+    from posezoo.converters.runtimes import open_runner
+    from posezoo.recipes import select
+    from posezoo.decoders import decode
 
     recipe = select(["movenet-lightning"])[0].recipe
     photo = shared / "images/single/squat.bmp"
@@ -165,7 +165,7 @@ def test_savedmodel_originals_give_float_artifacts_that_pass_every_gate(from_sav
 def test_the_loader_finds_the_multipose_people_in_score_order(from_saved_models, images):
     from PIL import Image
 
-    from zoo.loader import load
+    from posezoo.loader import load
 
     manifest_path, _ = from_saved_models
     photo = np.asarray(Image.open(images / "single" / "two_people_walking.bmp").convert("RGB"))

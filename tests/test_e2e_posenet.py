@@ -1,16 +1,16 @@
 """PoseNet MobileNet v1 1.00 end to end from a TFLite file with the official signature and random
 weights (tests/posenet_official.py; Google's file cannot be downloaded here): `posezoo build
 posenet-mobilenet100 --checkpoint FILE`, FP32 and FP16 in both formats, every one passing its gate,
-and the heatmap + offset-vector decoder run through zoo.loader on a photo. INT8 quality can only
+and the heatmap + offset-vector decoder run through posezoo.loader on a photo. INT8 quality can only
 be judged on genuine weights, so INT8 is not built here."""
 import numpy as np
 import pytest
 from PIL import Image
 
 from posenet_official import HEADS, write_posenet_tflite
-from scripts.cli import main
-from zoo.loader import load
-from zoo.manifest import read_manifest
+from posezoo.scripts.cli import main
+from posezoo.loader import load
+from posezoo.manifest import read_manifest
 
 pytestmark = pytest.mark.slow
 

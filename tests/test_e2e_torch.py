@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from recipes.torch_checkpoint import write_random_official_checkpoint
-from scripts.cli import main
-from zoo.manifest import read_manifest
+from posezoo.recipes.torch_checkpoint import write_random_official_checkpoint
+from posezoo.scripts.cli import main
+from posezoo.manifest import read_manifest
 
 pytestmark = pytest.mark.slow
 KEYS = Path(__file__).parent / "data" / "official_keys"

@@ -16,9 +16,9 @@ import onnx
 import pytest
 import torch
 
-from converters.complexity import complexity
-from recipes.efficientposenas.model import VARIANTS, load_official
-from recipes.torch_checkpoint import CheckpointError, write_random_official_checkpoint
+from posezoo.converters.complexity import complexity
+from posezoo.recipes.efficientposenas.model import VARIANTS, load_official
+from posezoo.recipes.torch_checkpoint import CheckpointError, write_random_official_checkpoint
 
 KEYS = Path(__file__).parent / "data" / "official_keys"
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scripts.evaluate import EvalError, agreement, coco_ap, pckh, read_annotations
+from posezoo.scripts.evaluate import EvalError, agreement, coco_ap, pckh, read_annotations
 
 MPII_PERSON = {"image": "a.jpg", "center": [50.0, 60.0], "scale": 0.4,
                "joints": [[float(10 + k), float(20 + k)] for k in range(16)], "joints_vis": [1] * 15 + [0]}
@@ -77,7 +77,7 @@ def test_unknown_annotations_and_missing_images_are_named(tmp_path, mpii_file):
 
 @pytest.mark.slow
 def test_eval_runs_the_original_and_every_artifact_through_the_loader(zoo, shared, tmp_path):
-    from scripts.cli import main
+    from posezoo.scripts.cli import main
 
     common = ["--mirror", str(shared / "checkpoints"), "--cache", str(tmp_path), "--offline"]
     images = shared / "images"
@@ -107,7 +107,7 @@ def test_eval_runs_the_original_and_every_artifact_through_the_loader(zoo, share
 @pytest.mark.slow
 def test_report_shows_every_artifact_with_pictures_and_cards(zoo):
     """Run after the eval test (same session fixture): the page has a picture per evaluated model."""
-    from scripts.cli import main
+    from posezoo.scripts.cli import main
 
     assert main(["report", str(zoo.parent)]) == 0
     out = zoo.parent / "report"
@@ -126,7 +126,7 @@ def test_report_shows_every_artifact_with_pictures_and_cards(zoo):
 
 
 def test_report_rows_list_the_original_every_artifact_and_the_rejected_ones():
-    from scripts.report import artifact_rows
+    from posezoo.scripts.report import artifact_rows
 
     parity = {"passed": True, "rel_err": 0.01, "cos": 0.99, "pck@0.05": 1.0, "samples": 4}
     model = {"id": "m", "source": {"file": "m.tflite", "bytes": 10, "sha256": "ab" * 32},
@@ -150,8 +150,8 @@ def test_a_multi_person_model_is_matched_to_each_annotated_person(images, monkey
 
     import PIL.Image
 
-    from scripts.evaluate import predict_all
-    from zoo.loader import Pose
+    from posezoo.scripts.evaluate import predict_all
+    from posezoo.loader import Pose
 
     ann = read_annotations(images / "coco" / "test_coco.json", images / "coco")
     names = [f"kp{k}" for k in range(3)] + list(ann.names)  # the model's own order differs

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from converters import formats
-from converters.formats import Format, FormatError
-from scripts.cli import main
-from zoo import runtime
+from posezoo.converters import formats
+from posezoo.converters.formats import Format, FormatError
+from posezoo.scripts.cli import main
+from posezoo import runtime
 
 
 @pytest.fixture
@@ -44,8 +44,8 @@ def test_a_file_is_known_by_its_formats_suffix():
 
 @pytest.mark.slow
 def test_a_registered_format_goes_through_build_manifest_verify_and_bench(fake_format, tmp_path, shared):
-    from scripts.bench.runner import Runner
-    from scripts.bench.targets import collect_targets
+    from posezoo.scripts.bench.runner import Runner
+    from posezoo.scripts.bench.targets import collect_targets
 
     out, common = tmp_path / "zoo", ["--mirror", str(shared / "checkpoints"), "--cache", str(tmp_path / "cache"),
                                      "--offline"]

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from converters.keras_h5 import KerasFileError, lambda_digest, load_h5
+from posezoo.converters.keras_h5 import KerasFileError, lambda_digest, load_h5
 
 
 @pytest.fixture
@@ -65,7 +65,7 @@ def test_efficientpose_original_loads_with_the_authors_weights(shared):
     """The genuine RT-Lite file: our loader's model agrees with the authors' own TFLite export."""
     from ai_edge_litert.interpreter import Interpreter
 
-    from recipes import select
+    from posezoo.recipes import select
 
     variant = select(["efficientpose-rt-lite"])[0]
     model = variant.family_module("original").load(shared / "checkpoints/efficientpose/EfficientPoseRT_LITE.h5",

@@ -7,7 +7,7 @@ from test_mixed_precision import tiny_onnx
 
 @pytest.fixture(scope="module")
 def rounded(tmp_path_factory):
-    from converters.learned_rounding import adaround
+    from posezoo.converters.learned_rounding import adaround
 
     folder = tmp_path_factory.mktemp("adaround")
     fp32 = tiny_onnx(folder / "fp32.onnx")
@@ -30,7 +30,7 @@ def weights(path):
 def test_learned_weights_lie_on_the_int8_grid_onnxruntime_derives(rounded):
     """Per channel, scale max|w| / 127 is unchanged and every weight is an integer multiple of it
     in [-127, 127], so onnxruntime's quantizer stores exactly the learned integers."""
-    from converters.onnx_int8 import onnx_to_int8
+    from posezoo.converters.onnx_int8 import onnx_to_int8
 
     fp32, path, feeds, record = rounded
     before, after = weights(fp32), weights(path)
@@ -59,7 +59,7 @@ def test_learned_rounding_moves_a_layers_output_less_than_rounding_to_nearest(ro
                 w = numpy_helper.to_array(init)
                 scale = np.abs(w).reshape(len(w), -1).max(1).reshape(-1, 1, 1, 1) / 127
                 init.CopyFrom(numpy_helper.from_array((np.round(w / scale) * scale).astype(np.float32), init.name))
-        from zoo.runtime import OnnxRuntime
+        from posezoo.runtime import OnnxRuntime
 
         runner = OnnxRuntime(model.SerializeToString())
         return [runner(f)["r1"] for f in feeds]
@@ -71,7 +71,7 @@ def test_learned_rounding_moves_a_layers_output_less_than_rounding_to_nearest(ro
 
 
 def test_learned_rounding_is_the_same_every_time(rounded, tmp_path):
-    from converters.learned_rounding import adaround
+    from posezoo.converters.learned_rounding import adaround
 
     fp32, path, feeds, _ = rounded
     adaround(fp32, tmp_path / "again.onnx", feeds, iterations=200)

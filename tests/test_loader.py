@@ -16,9 +16,9 @@ import pytest
 from PIL import Image
 
 from conftest import manifest_artifact, manifest_model
-from zoo.loader import (LoaderError, crop_matrix, dequantize, load, model_outputs, quantize, select_artifact,
+from posezoo.loader import (LoaderError, crop_matrix, dequantize, load, model_outputs, quantize, select_artifact,
                         to_tensor, warp)
-from zoo.manifest import empty_manifest
+from posezoo.manifest import empty_manifest
 
 IMAGE = np.stack([np.array([[10, 100], [200, 250]], np.uint8)] * 3, axis=-1)  # 2x2, grey
 ROI = {"kind": "rotated_roi", "center_keypoints": ["left_hip", "right_hip"],
@@ -26,8 +26,10 @@ ROI = {"kind": "rotated_roi", "center_keypoints": ["left_hip", "right_hip"],
 
 
 def test_the_loader_imports_no_build_code_and_no_runtime_until_asked():
-    code = ("import sys, zoo.loader; print(sorted({m.split('.')[0] for m in sys.modules} & {'converters', 'recipes', "
-            "'scripts', 'PIL', 'jsonschema', 'tensorflow', 'onnx', 'onnxruntime', 'ai_edge_litert'}))")
+    code = ("import sys, posezoo.loader; names = {m.split('.')[0] for m in sys.modules} | "
+            "{'.'.join(m.split('.')[:2]) for m in sys.modules}; print(sorted(names & {'posezoo.converters', "
+            "'posezoo.recipes', 'posezoo.scripts', 'PIL', 'jsonschema', 'tensorflow', 'onnx', 'onnxruntime', "
+            "'ai_edge_litert', 'torch'}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[1])
     assert out.stdout.strip() == "[]"
@@ -189,8 +191,8 @@ def _photo(sample):
 def _build_path_keypoints(model, artifact, directory, samples):
     """What the build computes for `samples`: its runner on load_samples' tensors, decoded and
     mapped back with the crop's matrix."""
-    from converters.runtimes import open_runner
-    from zoo.decoders import decode
+    from posezoo.converters.runtimes import open_runner
+    from posezoo.decoders import decode
 
     runner = open_runner(directory / artifact["path"])
     result = []
@@ -203,7 +205,7 @@ def _build_path_keypoints(model, artifact, directory, samples):
 @pytest.mark.slow
 @pytest.mark.parametrize("model_id,fmt,precision,origin", ARTIFACTS)
 def test_loader_matches_the_builds_path_on_whole_frames(zoo, images, model_id, fmt, precision, origin):
-    from converters.calibration import load_samples
+    from posezoo.converters.calibration import load_samples
 
     model = _model(zoo, model_id)
     predict = load(zoo, model_id, fmt, precision, origin)
@@ -220,11 +222,11 @@ def test_loader_matches_the_builds_path_on_whole_frames(zoo, images, model_id, f
 def test_loader_matches_the_builds_path_on_person_boxes(zoo, images, fmt):
     """The `box` crop, on the people of the COCO annotations: MoveNet's manifest with its
     calibration crop (a box x 1.25) as the input crop."""
-    from converters.calibration import load_samples
+    from posezoo.converters.calibration import load_samples
 
     model = _model(zoo, "movenet-lightning")
     model["input"]["crop"] = model["calibration_crop"]
-    manifest = {"schema_version": 1, "models": [model]}
+    manifest = {**empty_manifest("0.1"), "models": [model]}
     predict = load(manifest, "movenet-lightning", fmt, "int8", directory=zoo.parent)
     samples = load_samples(images / "coco", model["input"], model["input"]["crop"])
     expected = _build_path_keypoints(model, predict.artifact, zoo.parent, samples)
@@ -237,8 +239,8 @@ def test_loader_matches_the_builds_path_on_person_boxes(zoo, images, fmt):
 def test_fp32_and_int8_agree_within_the_parity_gate(zoo, images, fmt):
     """PCK@0.05 of the input size, INT8 against FP32, with the parity rule for heatmap decoders:
     a keypoint both sides score below the decoder's `min_score` is not found by either: agreed."""
-    from converters.calibration import load_samples
-    from zoo.decoders import keypoint_errors
+    from posezoo.converters.calibration import load_samples
+    from posezoo.decoders import keypoint_errors
 
     model = _model(zoo, "efficientpose-rt-lite")
     fp32, int8 = (load(zoo, model["id"], fmt, p) for p in ("fp32", "int8"))

@@ -4,7 +4,7 @@ import pytest
 
 from conftest import manifest_artifact as artifact
 from conftest import manifest_model as model
-from zoo.manifest import ManifestError, empty_manifest, read_manifest, upsert_model, validate, write_manifest
+from posezoo.manifest import ManifestError, empty_manifest, read_manifest, upsert_model, validate, write_manifest
 
 
 def test_roundtrip_and_update_in_place(tmp_path):

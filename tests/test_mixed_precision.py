@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from converters.mixed_precision import Knob, candidates, int8_byte_share, search
+from posezoo.converters.mixed_precision import Knob, candidates, int8_byte_share, search
 
 
 def knobs():
@@ -82,9 +82,9 @@ def test_a_plan_that_needs_most_tensors_float_is_not_an_int8_model():
 
 def test_a_file_holding_too_few_weight_bytes_in_int8_is_rejected_with_its_numbers(tmp_path):
     """Whatever its plan says, the file itself is measured: a mostly float file is not published."""
-    from converters import formats
-    from converters.mixed_precision import SearchResult
-    from converters.pipeline import _record_int8
+    from posezoo.converters import formats
+    from posezoo.converters.mixed_precision import SearchResult
+    from posezoo.converters.pipeline import _record_int8
 
     path = tiny_onnx(tmp_path / "m_int8.onnx")  # all float: 0 % of its weight bytes in int8
     built = formats.Int8Build(SearchResult(path, [Knob("w1", "weight", 216)], [], [], "m"), path, "minmax", "float",
@@ -123,7 +123,7 @@ def tiny_onnx(path: Path) -> Path:
 def quantized(tmp_path_factory):
     import onnx
 
-    from converters.onnx_int8 import onnx_to_int8, qdq_knobs
+    from posezoo.converters.onnx_int8 import onnx_to_int8, qdq_knobs
 
     folder = tmp_path_factory.mktemp("qdq")
     fp32 = tiny_onnx(folder / "fp32.onnx")
@@ -136,7 +136,7 @@ def quantized(tmp_path_factory):
 
 
 def run(model, feeds):
-    from zoo.runtime import OnnxRuntime
+    from posezoo.runtime import OnnxRuntime
 
     runner = OnnxRuntime(model if isinstance(model, Path) else model.SerializeToString())
     return [runner(f)["y"] for f in feeds]
@@ -150,7 +150,7 @@ def test_knobs_are_the_quantized_weights_and_activations_the_heads_excluded(quan
 
 
 def test_a_plan_with_every_knob_float_is_the_fp32_model(quantized):
-    from converters.onnx_int8 import weight_params, with_float
+    from posezoo.converters.onnx_int8 import weight_params, with_float
 
     fp32, _, qdq, found, weights, feeds = quantized
     everything = with_float(qdq, weights, [k.name for k in found])
@@ -163,7 +163,7 @@ def test_a_plan_with_every_knob_float_is_the_fp32_model(quantized):
 
 
 def test_a_plan_is_applied_to_the_same_graph_the_same_way_every_time(quantized):
-    from converters.onnx_int8 import with_float
+    from posezoo.converters.onnx_int8 import with_float
 
     _, qdq_path, qdq, found, weights, feeds = quantized
     assert with_float(qdq, weights, []).SerializeToString() == qdq.SerializeToString()
@@ -174,7 +174,7 @@ def test_a_plan_is_applied_to_the_same_graph_the_same_way_every_time(quantized):
 
 
 def test_onnxruntime_quantizes_the_same_bytes_twice(quantized, tmp_path):
-    from converters.onnx_int8 import onnx_to_int8
+    from posezoo.converters.onnx_int8 import onnx_to_int8
 
     fp32, qdq_path, _, _, _, feeds = quantized
     again = onnx_to_int8(fp32, tmp_path / "again.onnx", feeds, "minmax", ["conv3"])
@@ -182,7 +182,7 @@ def test_onnxruntime_quantizes_the_same_bytes_twice(quantized, tmp_path):
 
 
 def test_sensitivity_is_the_error_of_each_knob_alone(quantized):
-    from converters.onnx_int8 import measure_sensitivity
+    from posezoo.converters.onnx_int8 import measure_sensitivity
 
     fp32, _, qdq, found, weights, feeds = quantized
     measure = measure_sensitivity(qdq, weights, found, fp32, feeds, "y")
@@ -196,7 +196,7 @@ def test_sensitivity_is_the_error_of_each_knob_alone(quantized):
 def test_int16_activations_keep_the_calibrated_range_in_16_bits(quantized):
     """The a16w8 fallback: an activation's int8 pair becomes a 16-bit pair over the same range,
     which onnxruntime runs, and which is closer to float than int8 is."""
-    from converters.onnx_int8 import CONTRIB_DOMAIN, with_float
+    from posezoo.converters.onnx_int8 import CONTRIB_DOMAIN, with_float
 
     fp32, _, qdq, found, weights, feeds = quantized
     activations = [k.name for k in found if k.kind == "activation"]

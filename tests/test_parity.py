@@ -1,13 +1,13 @@
 import numpy as np
 import pytest
 
-from converters.parity import ParityReport, align, apply_gate, compare, tensor_metrics
+from posezoo.converters.parity import ParityReport, align, apply_gate, compare, tensor_metrics
 
 DEC = {"type": "regression", "output": "kp", "num_keypoints": 2, "values_per_keypoint": 2, "x_index": 0, "y_index": 1}
 
 
 def decode(outputs):
-    from zoo.decoders import decode as d
+    from posezoo.decoders import decode as d
 
     return d(DEC, outputs)
 
@@ -42,7 +42,7 @@ def test_pck_and_failing_gate():
 
 
 def test_visible_pck_counts_only_keypoints_the_original_sees():
-    from zoo.decoders import decode as d
+    from posezoo.decoders import decode as d
 
     spec = {**DEC, "values_per_keypoint": 3, "score_index": 2}
     ref = [{"kp": np.array([[10.0, 10.0, 0.9, 50.0, 50.0, 0.1]])}]  # second keypoint: original score 0.1
@@ -52,7 +52,7 @@ def test_visible_pck_counts_only_keypoints_the_original_sees():
 
 
 def test_keypoints_below_the_decoders_threshold_count_as_not_found():
-    from zoo.decoders import decode
+    from posezoo.decoders import decode
 
     spec = {"type": "heatmap", "output": "maps", "layout": "NHWC", "stride": 1.0, "min_score": 0.3}
     ref = np.zeros((1, 10, 10, 4), np.float32)
@@ -73,7 +73,7 @@ def test_a_heatmap_tie_agrees_but_a_trained_peak_is_judged_by_position():
     """Channel 0 is flat (a random-weight model's): its two top cells differ by 1e-6 of the
     value, so the artifact's 1e-6 error can swap them: a tie, it agrees. Channel 1 has a trained
     model's peak (0.8 over 0.05): an artifact that moves it is a miss, whatever its error."""
-    from zoo.decoders import decode
+    from posezoo.decoders import decode
 
     spec = {"type": "heatmap", "output": "maps", "layout": "NHWC", "stride": 1.0}
     ref = np.full((1, 10, 10, 2), 0.5, np.float32)
@@ -91,7 +91,7 @@ def test_a_heatmap_tie_agrees_but_a_trained_peak_is_judged_by_position():
 def test_an_artifact_agreeing_mostly_by_ties_fails_whatever_its_thresholds():
     """Two constant maps (a random-weight model's): any peak ties, so PCK is 1.0, but nothing was
     judged: the gate fails."""
-    from zoo.decoders import decode
+    from posezoo.decoders import decode
 
     spec = {"type": "heatmap", "output": "maps", "layout": "NHWC", "stride": 1.0}
     ref = np.full((1, 10, 10, 2), 0.5, np.float32)
@@ -106,7 +106,7 @@ def test_an_artifact_agreeing_mostly_by_ties_fails_whatever_its_thresholds():
 def test_the_same_peak_cell_is_no_tie_and_its_offset_error_is_judged():
     """PoseNet-style: same peak cell on both sides, but the artifact's offset moves the keypoint
     by 3 pixels: no tie (nothing settled), and the 3 pixels count."""
-    from zoo.decoders import decode
+    from posezoo.decoders import decode
 
     spec = {"type": "heatmap", "output": "maps", "offsets": "offsets", "layout": "NHWC", "stride": 8.0}
     ref = {"maps": np.zeros((1, 4, 4, 1), np.float32), "offsets": np.zeros((1, 4, 4, 2), np.float32)}

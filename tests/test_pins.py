@@ -13,12 +13,12 @@ import jsonschema
 import pytest
 import yaml
 
-import recipes
-from converters.pipeline import _source_entry, resolve_original
-from converters.sources import (FileSpec, Resolver, Source, SourceError, git_blob_sha1_of, match_published,
+from posezoo import recipes
+from posezoo.converters.pipeline import _source_entry, resolve_original
+from posezoo.converters.sources import (FileSpec, Resolver, Source, SourceError, git_blob_sha1_of, match_published,
                                 user_checkpoint)
-from recipes import RecipeError, load_recipe
-from scripts.cli import main
+from posezoo.recipes import RecipeError, load_recipe
+from posezoo.scripts.cli import main
 
 STAND_IN = b"\x89HDF\r\n\x1a\n" + bytes(range(256)) * 50
 COMMIT = "78e4bd1913780dd565efe35db03a4aec75907e8c"
@@ -285,7 +285,7 @@ def test_a_handed_over_float16_movenet_tflite_builds_as_a_tflite_original(tmp_pa
     reruns parity against it as a TFLite original."""
     from movenet_official import write_movenet_tflite
 
-    from zoo.manifest import read_manifest
+    from posezoo.manifest import read_manifest
 
     folder = tmp_path / "handed-over"
     folder.mkdir()

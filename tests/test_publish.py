@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from converters import publish
-from converters.publish import PublishError, Staging, check_writable, recover
-from zoo.manifest import read_manifest
+from posezoo.converters import publish
+from posezoo.converters.publish import PublishError, Staging, check_writable, recover
+from posezoo.manifest import read_manifest
 
 from conftest import manifest_artifact as artifact
 from conftest import manifest_model
@@ -136,13 +136,13 @@ def test_an_output_folder_that_cannot_be_written_is_refused_before_any_work(tmp_
 # Real builds through the CLI (EfficientPose RT-Lite from the authors' genuine Keras file).
 
 def _cli(out: Path, shared: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "scripts.cli", "build", "efficientpose-rt-lite", "--out", str(out),
+    return [sys.executable, "-m", "posezoo.scripts.cli", "build", "efficientpose-rt-lite", "--out", str(out),
             "--calibration-images", str(shared / "images"), "--mirror", str(shared / "checkpoints"),
             "--cache", str(out.parent / "cache"), "--offline", "--max-samples", "2", *args]
 
 
 def _verify(out: Path, shared: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "scripts.cli", "verify", str(out / "manifest.json"),
+    return subprocess.run([sys.executable, "-m", "posezoo.scripts.cli", "verify", str(out / "manifest.json"),
                            "--calibration-images", str(shared / "images"), "--mirror",
                            str(shared / "checkpoints"), "--cache", str(out.parent / "cache"), "--offline"],
                           capture_output=True, text=True)
@@ -179,7 +179,7 @@ def test_cli_partial_rebuild_then_a_killed_rebuild_leave_a_folder_that_verifies(
 @pytest.mark.slow
 def test_cli_two_builds_into_one_folder_at_once_both_land(tmp_path, shared):
     out = tmp_path / "zoo"
-    movenet = [sys.executable, "-m", "scripts.cli", "build", "movenet-lightning", "--precisions", "int8",
+    movenet = [sys.executable, "-m", "posezoo.scripts.cli", "build", "movenet-lightning", "--precisions", "int8",
                "--out", str(out), "--calibration-images", str(shared / "images"), "--mirror",
                str(shared / "checkpoints"), "--cache", str(tmp_path / "cache2"), "--offline", "--max-samples", "2"]
     procs = [subprocess.Popen(cmd) for cmd in (_cli(out, shared, "--formats", "onnx", "--precisions", "fp32"),

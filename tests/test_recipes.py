@@ -1,7 +1,7 @@
 import pytest
 
-import recipes
-from recipes import RecipeError, load_recipe
+from posezoo import recipes
+from posezoo.recipes import RecipeError, load_recipe
 
 
 def test_blazepose_recipe_is_valid_and_complete():

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from converters.robustness import TRANSFORMS, perturb
+from posezoo.converters.robustness import TRANSFORMS, perturb
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from converters.sandbox import SECCOMP_ARCHES, SandboxError, landlock_abi, receive, send
+from posezoo.converters.sandbox import SECCOMP_ARCHES, SandboxError, landlock_abi, receive, send
 
 needs_sandbox = pytest.mark.skipif(not landlock_abi() or platform.machine() not in SECCOMP_ARCHES,
                                    reason="this kernel has no Landlock or this machine no seccomp support here")
@@ -22,7 +22,7 @@ LITEHRNET = "litehrnet-18-coco-256x192"
 
 PROBE = """
 import json, os, pathlib, socket, sys
-from converters.sandbox import restrict
+from posezoo.converters.sandbox import restrict
 restrict(pathlib.Path(sys.argv[1]))
 
 def outcome(action):
@@ -125,7 +125,7 @@ def test_inside_the_sandbox_no_signal_reaches_an_outside_process(tmp_path):
 @needs_sandbox
 def test_without_landlock_it_refuses_unless_told_to_run_unsandboxed(tmp_path):
     code = textwrap.dedent(f"""
-        import pathlib, converters.sandbox as sandbox
+        import pathlib, posezoo.converters.sandbox as sandbox
         sandbox.landlock_abi = lambda: 0  # as on a kernel without Landlock
         try:
             print(sandbox.restrict(pathlib.Path({str(tmp_path)!r})))
@@ -141,7 +141,7 @@ def test_without_landlock_it_refuses_unless_told_to_run_unsandboxed(tmp_path):
 
 
 def _litehrnet(path: Path) -> Path:
-    from recipes.torch_checkpoint import write_random_official_checkpoint
+    from posezoo.recipes.torch_checkpoint import write_random_official_checkpoint
 
     keys = json.loads((Path(__file__).parent / "data" / "official_keys" / "litehrnet-18-coco.json").read_text())
     return write_random_official_checkpoint(keys["keys"], path)
@@ -151,9 +151,9 @@ def _litehrnet(path: Path) -> Path:
 def test_a_malicious_pytorch_checkpoint_is_refused_and_creates_nothing(tmp_path):
     import torch
 
-    from converters.originals import open_original
-    from recipes import select
-    from recipes.torch_checkpoint import CheckpointError
+    from posezoo.converters.originals import open_original
+    from posezoo.recipes import select
+    from posezoo.recipes.torch_checkpoint import CheckpointError
 
     target = tmp_path / "pwned"
 
@@ -173,8 +173,8 @@ def test_a_malicious_pytorch_checkpoint_is_refused_and_creates_nothing(tmp_path)
 def test_a_sandboxed_pytorch_original_computes_exactly_what_it_computes_in_process(tmp_path):
     import onnxruntime as ort
 
-    from converters.originals import open_in_process, open_original
-    from recipes import select
+    from posezoo.converters.originals import open_in_process, open_original
+    from posezoo.recipes import select
 
     variant = select([LITEHRNET])[0]
     checkpoint = _litehrnet(tmp_path / "litehrnet.pth")
@@ -183,7 +183,7 @@ def test_a_sandboxed_pytorch_original_computes_exactly_what_it_computes_in_proce
     sandboxed = open_original(variant, checkpoint)
     assert sandboxed.sandbox.startswith("Landlock ABI") and sandboxed.fast_runner() is None
     got = sandboxed.run_many(feeds)
-    in_process = open_in_process("torch", "recipes.litehrnet.model", variant.variant, variant.recipe, checkpoint)
+    in_process = open_in_process("torch", "posezoo.recipes.litehrnet.model", variant.variant, variant.recipe, checkpoint)
     for ours, feed in zip(got, feeds):
         expected = in_process.run(feed)
         assert ours.keys() == expected.keys()
@@ -204,8 +204,8 @@ def test_a_sandboxed_pytorch_original_computes_exactly_what_it_computes_in_proce
 
 @needs_sandbox
 def test_a_child_that_dies_is_reported_with_its_exit_status(tmp_path):
-    from converters.originals import open_original
-    from recipes import select
+    from posezoo.converters.originals import open_original
+    from posezoo.recipes import select
 
     variant = select([LITEHRNET])[0]
     sandboxed = open_original(variant, _litehrnet(tmp_path / "litehrnet.pth"))

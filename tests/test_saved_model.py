@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from converters.sandbox import SECCOMP_ARCHES, landlock_abi
-from converters.saved_model import SavedModelError, load_serving, refuse_side_effects, unpack
+from posezoo.converters.sandbox import SECCOMP_ARCHES, landlock_abi
+from posezoo.converters.saved_model import SavedModelError, load_serving, refuse_side_effects, unpack
 
 needs_sandbox = pytest.mark.skipif(not landlock_abi() or platform.machine() not in SECCOMP_ARCHES,
                                    reason="this kernel has no Landlock or this machine no seccomp support here")
@@ -154,8 +154,8 @@ def test_a_tf1_savedmodel_is_refused(tmp_path):
 
 @needs_sandbox
 def test_the_sandboxed_original_refuses_a_hostile_savedmodel_with_its_own_error(tmp_path):
-    from converters.originals import open_original
-    from recipes import select
+    from posezoo.converters.originals import open_original
+    from posezoo.recipes import select
 
     target = tmp_path / "target.txt"
     side_effect, _ = _hostile(target)["cond branch"]
@@ -169,8 +169,8 @@ def test_the_sandboxed_original_refuses_a_hostile_savedmodel_with_its_own_error(
 def test_the_movenet_stand_in_computes_the_same_in_the_sandbox(tmp_path):
     from movenet_official import write_movenet_saved_model
 
-    from converters.originals import open_in_process, open_original
-    from recipes import select
+    from posezoo.converters.originals import open_in_process, open_original
+    from posezoo.recipes import select
 
     variant = select(["movenet-lightning"])[0]
     tarball = write_movenet_saved_model(tmp_path / "movenet_singlepose_lightning_4.tar.gz", size=192)

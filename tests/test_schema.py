@@ -7,12 +7,12 @@ import json
 import jsonschema
 import pytest
 
-import recipes
+from posezoo import recipes
 from conftest import manifest_artifact, manifest_model
-from scripts import manifest_docs
-from zoo import schema
-from zoo.loader import LoaderError, load
-from zoo.manifest import SCHEMA, empty_manifest, validate
+from posezoo.scripts import manifest_docs
+from posezoo import schema
+from posezoo.loader import LoaderError, load
+from posezoo.manifest import SCHEMA, empty_manifest, validate
 
 CONTRACT_KEYS = ("input", "outputs", "decoder", "keypoints", "calibration_crop")
 
@@ -172,6 +172,6 @@ def test_a_recipe_that_would_write_an_unusable_manifest_is_refused(tmp_path):
 
 
 def test_the_docs_are_generated_from_the_schema():
-    assert manifest_docs.DOC.read_text() == manifest_docs.render(), "run `python -m scripts.manifest_docs`"
+    assert manifest_docs.DOC.read_text() == manifest_docs.render(), "run `python -m posezoo.scripts.manifest_docs`"
     for name in ("decoder_regression", "decoder_heatmap", "multi_pose_personlab", "crop"):
         assert f"## {name}" in manifest_docs.render()

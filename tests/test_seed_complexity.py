@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import recipes
-from converters.simplify import simplify
-from converters.torch_to_onnx import torch_to_onnx
+from posezoo import recipes
+from posezoo.converters.simplify import simplify
+from posezoo.converters.torch_to_onnx import torch_to_onnx
 
 pytestmark = pytest.mark.slow
 

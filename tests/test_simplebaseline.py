@@ -15,7 +15,7 @@ from official_checkpoint_cases import (assert_code_executing_pickle_refused, ass
                                        assert_missing_extra_and_wrong_shape_refused, conv_macs, official_keys,
                                        seed_param_count)
 from official_checkpoint_cases import one_torch_thread  # noqa: F401  (an autouse fixture: imported = applied)
-from recipes.simplebaseline.model import CHECKPOINT_PREFIXES, VARIANTS, build, load_official
+from posezoo.recipes.simplebaseline.model import CHECKPOINT_PREFIXES, VARIANTS, build, load_official
 
 # variant -> (official key table, heatmaps CxHxW, parameters, seed's parameters in M, MACs)
 EXPECTED = {

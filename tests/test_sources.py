@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from converters import sources
+from posezoo.converters import sources
 
-from converters.sources import FileSpec, Resolver, Source, SourceError, user_checkpoint
+from posezoo.converters.sources import FileSpec, Resolver, Source, SourceError, user_checkpoint
 
 PAYLOAD = b"\x1c\x00\x00\x00TFL3" + bytes(range(256)) * 40
 
@@ -163,7 +163,7 @@ def test_prefix_published_by_the_file_name_is_checked(tmp_path):
 
 
 def test_a_file_without_any_published_hash_must_come_from_the_user(tmp_path):
-    from converters.sources import Source
+    from posezoo.converters.sources import Source
 
     spec = FileSpec("final_state.pth", "", None,
                     (Source("manual", url="https://drive.google.com/drive/folders/x", path="coco/A/final_state.pth"),))

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from converters.tflite_int8_to_onnx import _reproduce_integer_semantics, quantized_tflite_to_onnx
+from posezoo.converters.tflite_int8_to_onnx import _reproduce_integer_semantics, quantized_tflite_to_onnx
 
 MOVENET = "checkpoints/movenet/lite-model_movenet_singlepose_lightning_tflite_int8_4.tflite"
 MOVENET_INPUT = {"shape": [1, 192, 192, 3], "dtype": "uint8", "layout": "NHWC"}
@@ -238,14 +238,14 @@ def bilinear(x, scale):
 # --------------------------------------------------------------------------------------------
 
 def interpreter_outputs(tflite_path, inputs):
-    from converters.runtimes import open_runner
+    from posezoo.converters.runtimes import open_runner
 
     runner = open_runner(tflite_path)  # default kernels: XNNPACK
     return [next(iter(runner({"input": x}).values())) for x in inputs]
 
 
 def onnx_outputs(onnx_path, inputs):
-    from converters.runtimes import open_runner
+    from posezoo.converters.runtimes import open_runner
 
     runner = open_runner(onnx_path)
     return [next(iter(runner({"input": x}).values())) for x in inputs]
@@ -257,7 +257,7 @@ def tiny_int8(tmp_path_factory, images):
     input channels, +-1 weights: static accumulator bound over 2^24), SUB, 2x bilinear resize."""
     import tensorflow as tf
 
-    from converters.calibration import load_samples
+    from posezoo.converters.calibration import load_samples
 
     rng = np.random.default_rng(0)
     w1 = tf.constant(rng.normal(0, 0.3, (3, 3, 3, 8)).astype(np.float32))
@@ -293,7 +293,7 @@ def tiny_int8(tmp_path_factory, images):
 
 @pytest.mark.slow
 def test_small_full_integer_model_is_bit_exact(tiny_int8, tmp_path):
-    from converters.tensor_walk import first_departures
+    from posezoo.converters.tensor_walk import first_departures
 
     tflite, inputs = tiny_int8
     report = quantized_tflite_to_onnx(tflite, tmp_path / "tiny.onnx")
@@ -322,8 +322,8 @@ def output_step(tflite_path):
 
 @pytest.fixture(scope="module")
 def movenet(shared, images, tmp_path_factory):
-    from converters.calibration import load_samples
-    from converters.tflite_to_onnx import tflite_to_onnx
+    from posezoo.converters.calibration import load_samples
+    from posezoo.converters.tflite_to_onnx import tflite_to_onnx
 
     tflite = shared / MOVENET
     assert tflite.is_file(), f"genuine MoveNet Lightning INT8 missing: {tflite}"
@@ -377,7 +377,7 @@ def test_movenet_conversion_is_deterministic(movenet, tmp_path):
 
 @pytest.mark.slow
 def test_tensor_walk_finds_the_departure_only_in_the_plain_model(movenet):
-    from converters.tensor_walk import first_departures, walk
+    from posezoo.converters.tensor_walk import first_departures, walk
 
     feeds = movenet["sets"]["single"] + movenet["sets"]["coco"][:4]
     fixed = walk(movenet["tflite"], movenet["out"] / "fixed.onnx", feeds)

@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scripts import browser
-from scripts.webserver import WEB
-from zoo.loader import crop_matrix, warp
-from zoo.manifest import empty_manifest
+from posezoo.scripts import browser
+from posezoo.scripts.webserver import WEB
+from posezoo.loader import crop_matrix, warp
+from posezoo.manifest import empty_manifest
 
 MISSING = browser.available() or (None if (WEB / "node_modules" / "onnxruntime-web").is_dir()
                                   else f"npm ci has not run in {WEB}")
@@ -94,7 +94,7 @@ def test_the_page_draws_the_pose_and_reports_its_latency(zoo, page, tmp_path):
 
 @pytest.mark.slow
 def test_bench_gains_a_web_column(zoo, images, capsys):
-    from scripts.bench import main
+    from posezoo.scripts.bench import main
 
     assert main([str(zoo), "--ids", "efficientpose-rt-lite", "--runs", "2", "--warmup", "0", "--web",
                  "--images", str(images), "--json"]) == 0
@@ -105,7 +105,7 @@ def test_bench_gains_a_web_column(zoo, images, capsys):
 def test_multi_pose_decoding_in_the_page_matches_python(empty_page):
     from test_decoders import _two_people
 
-    from zoo.decoders import decode_multi_pose
+    from posezoo.decoders import decode_multi_pose
 
     spec, outputs, _ = _two_people()
     expected = decode_multi_pose(spec, outputs)
@@ -121,7 +121,7 @@ def test_multi_pose_decoding_in_the_page_matches_python(empty_page):
 def test_multipose_regression_in_the_page_matches_python(empty_page):
     from test_decoders import _multipose_instances
 
-    from zoo.decoders import decode, decode_multi_pose
+    from posezoo.decoders import decode, decode_multi_pose
 
     spec, outputs = _multipose_instances()
     js_outputs = {k: {"data": v.ravel().tolist(), "shape": list(v.shape)} for k, v in outputs.items()}

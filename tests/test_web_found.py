@@ -3,7 +3,7 @@
 import pytest
 
 from test_web import MISSING, empty_page  # noqa: F401 (empty_page: the page over a manifest without models)
-from zoo.decoders import found
+from posezoo.decoders import found
 
 pytestmark = pytest.mark.skipif(bool(MISSING), reason=f"browser test: {MISSING}")
 

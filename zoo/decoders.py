@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from zoo.errors import PosezooError
+from posezoo.errors import PosezooError
 
 
 class DecoderError(PosezooError):

@@ -1,13 +1,13 @@
 """Run any artifact of a posezoo manifest on a photo, knowing nothing but the manifest.
 
-    from zoo.loader import load
+    from posezoo.loader import load
     predict = load("zoo/manifest.json", "efficientpose-rt-lite", format="tflite", precision="int8")
     pose = predict(rgb)                       # HxWx3 uint8 RGB; whole_image models
     pose = predict(rgb, box=(x, y, w, h))     # box models (top-down): the person's box
     pose = predict(rgb, keypoints={"left_hip": (x, y), ...})  # rotated_roi models (below)
     pose.keypoints, pose.scores, pose.names   # K x 2 in the photo's pixels, K scores, K names
 
-Only numpy, the standard library, zoo.decoders and the runtime of the artifact's format
+Only numpy, the standard library, posezoo.decoders and the runtime of the artifact's format
 (onnxruntime or ai_edge_litert, imported when first needed): everything else, from the crop to
 the decoding, comes from the manifest. The crops, the warp and the preprocessing below are the
 ones the build cuts its calibration and parity inputs with (converters/calibration.py calls
@@ -32,10 +32,10 @@ from pathlib import Path
 
 import numpy as np
 
-from zoo import manifest as manifest_module
-from zoo.decoders import decode, decode_multi_pose
-from zoo.errors import PosezooError
-from zoo.runtime import RUNTIMES, open_runtime
+from posezoo import manifest as manifest_module
+from posezoo.decoders import decode, decode_multi_pose
+from posezoo.errors import PosezooError
+from posezoo.runtime import RUNTIMES, open_runtime
 
 INTEGER_DTYPES = ("int8", "uint8", "int32")
 
@@ -125,7 +125,7 @@ def check_file(path: Path, sha256: str, size: int) -> None:
 
 
 class Predictor:
-    """`run({input name: tensor}) -> {output name: array}` executes the artifact (a zoo.runtime
+    """`run({input name: tensor}) -> {output name: array}` executes the artifact (a posezoo.runtime
     runtime, or any callable that behaves like the artifact `artifact` describes)."""
 
     def __init__(self, model: dict, artifact: dict, run, crop: dict | None = None):

@@ -10,9 +10,9 @@ import os
 import tempfile
 from pathlib import Path
 
-from zoo import schema
-from zoo.errors import PosezooError
-from zoo.runtime import RUNTIMES
+from posezoo import schema
+from posezoo.errors import PosezooError
+from posezoo.runtime import RUNTIMES
 
 SCHEMA_PATH = Path(__file__).with_name("manifest.schema.json")
 SCHEMA = json.loads(SCHEMA_PATH.read_text())

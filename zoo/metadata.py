@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from zoo.errors import UsageError
+from posezoo.errors import UsageError
 
 TFLITE_METADATA_NAME = "posezoo"
 

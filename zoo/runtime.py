@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from zoo.errors import RunError
+from posezoo.errors import RunError
 
 # ONNX Runtime's type strings as numpy dtype names.
 ORT_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",

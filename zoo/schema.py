@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from zoo.errors import PosezooError
+from posezoo.errors import PosezooError
 
 KEYWORDS = {"$schema", "$id", "$defs", "$ref", "title", "description", "default", "type", "enum", "const",
             "properties", "required", "additionalProperties", "dependentRequired", "items", "minItems",
@@ -92,16 +92,14 @@ def _errors(value, schema: dict, root: dict, path: tuple) -> list[SchemaError]:
         if errors:
             return errors
     if isinstance(value, dict):
-        errors = _object_errors(value, schema, root, path)
-    elif isinstance(value, list):
-        errors = _array_errors(value, schema, root, path)
-    elif isinstance(value, str):
-        errors = _string_errors(value, schema, path)
-    elif _is_type(value, "number"):
-        errors = _number_errors(value, schema, path)
-    else:
-        errors = []
-    return errors
+        return _object_errors(value, schema, root, path)
+    if isinstance(value, list):
+        return _array_errors(value, schema, root, path)
+    if isinstance(value, str):
+        return _string_errors(value, schema, path)
+    if _is_type(value, "number"):
+        return _number_errors(value, schema, path)
+    return []
 
 
 def _one_of(value, branches: list, root: dict, path: tuple) -> list[SchemaError]:

@@ -13,7 +13,7 @@ from pathlib import Path
 import tensorflow as tf
 import tf_keras
 
-from converters.keras_h5 import load_h5
+from posezoo.converters.keras_h5 import load_h5
 
 
 def eswish(x):

@@ -11,7 +11,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from recipes.torch_checkpoint import load_mapped_state_dict
+from posezoo.recipes.torch_checkpoint import load_mapped_state_dict
 
 # Searched architectures (lib/nasnet_function/modeldef.py): groups of
 # (output channels, stride of the group's first block, block ops). "ir_k{k}_e{e}" is an inverted

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from recipes.torch_checkpoint import load_mapped_state_dict
+from posezoo.recipes.torch_checkpoint import load_mapped_state_dict
 
 STEM_CHANNELS = 32
 STAGE_CHANNELS = ((40, 80), (40, 80, 160), (40, 80, 160, 320))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from recipes.torch_checkpoint import load_mapped_state_dict
+from posezoo.recipes.torch_checkpoint import load_mapped_state_dict
 
 BLOCKS_PER_STAGE = {50: (3, 4, 6, 3)}
 DECONV_CHANNELS = 256

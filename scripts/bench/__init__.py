@@ -16,7 +16,7 @@ What runs:
   models whose originals are Keras files).
 
 How:
-- each (file, thread count) runs in a fresh process of its own (`python -m scripts.bench --one`),
+- each (file, thread count) runs in a fresh process of its own (`python -m posezoo.scripts.bench --one`),
   so its peak RSS (VmHWM; `getrusage(RUSAGE_SELF).ru_maxrss` where there is no /proc) is that of
   this run alone; a baseline process that only imports the same runtime is subtracted;
 - all files of a thread count are loaded and warmed up first, then timed round-robin, one
@@ -39,6 +39,6 @@ The parts, one job each: `targets.py` (what to time), `runner.py` (one file in i
 `rows.py` (statistics, ratios, INT8 targets), `table.py` (the text table), `web.py` (`--web`),
 `cli.py` (arguments and the run); `__main__.py` starts the command or a worker.
 """
-from scripts.bench.cli import add_arguments, main, run
+from posezoo.scripts.bench.cli import add_arguments, main, run
 
 __all__ = ["add_arguments", "main", "run"]

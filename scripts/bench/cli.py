@@ -1,5 +1,5 @@
 """The command line: `add_arguments` and `run` (registered by scripts/cli.py as `posezoo bench`),
-`main` for `python -m scripts.bench`: targets, measuring, rows, then the table or JSON and notes."""
+`main` for `python -m posezoo.scripts.bench`: targets, measuring, rows, then the table or JSON and notes."""
 from __future__ import annotations
 
 import argparse
@@ -8,11 +8,11 @@ import os
 import sys
 from pathlib import Path
 
-from scripts.bench.measure import measure
-from scripts.bench.rows import make_rows
-from scripts.bench.table import format_table
-from scripts.bench.targets import BenchError, collect_targets
-from scripts.bench.web import web_latencies
+from posezoo.scripts.bench.measure import measure
+from posezoo.scripts.bench.rows import make_rows
+from posezoo.scripts.bench.table import format_table
+from posezoo.scripts.bench.targets import BenchError, collect_targets
+from posezoo.scripts.bench.web import web_latencies
 
 EXIT_WORKER_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -98,7 +98,7 @@ def run(args) -> int:
 
 
 def main(argv=None) -> int:
-    from scripts import bench  # the package's docstring describes the command
+    from posezoo.scripts import bench  # the package's docstring describes the command
 
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="posezoo bench", description=bench.__doc__.split("\n\n")[0])

@@ -6,8 +6,8 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from scripts.bench.targets import Target
-from scripts.bench.worker import Worker, baseline_kb
+from posezoo.scripts.bench.targets import Target
+from posezoo.scripts.bench.worker import Worker, baseline_kb
 
 
 @dataclass

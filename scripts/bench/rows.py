@@ -6,7 +6,7 @@ import statistics
 
 import numpy as np
 
-from scripts.bench.measure import Measurement
+from posezoo.scripts.bench.measure import Measurement
 
 # The INT8 targets of issue 14 (reported, never asserted):
 LATENCY_TARGET = 0.8  # INT8 TFLite latency vs our FP32 TFLite, 1 thread: at most this share

@@ -9,9 +9,9 @@ import importlib
 
 import numpy as np
 
-import converters.formats  # noqa: F401  every registered format's runtime, also in a worker process
-from zoo.errors import RunError
-from zoo.runtime import RUNTIMES
+import posezoo.converters.formats  # noqa: F401  every registered format's runtime, also in a worker process
+from posezoo.errors import RunError
+from posezoo.runtime import RUNTIMES
 
 
 def make_input(shape, dtype) -> np.ndarray:
@@ -57,7 +57,7 @@ class Runner:
     """One loaded file (in posezoo's runtime, zoo/runtime.py), ready to infer on its deterministic input."""
 
     def __init__(self, path: str, fmt: str, threads: int, inputs, hint):
-        from zoo.runtime import TFLiteRuntime
+        from posezoo.runtime import TFLiteRuntime
 
         self.notes: list[str] = []
         wanted = {i["name"]: i for i in inputs or []}

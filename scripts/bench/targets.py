@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from converters.sources import default_cache_dir, sha256_of
-from zoo.errors import PosezooError
-from zoo.runtime import RUNTIMES
+from posezoo.converters.sources import default_cache_dir, sha256_of
+from posezoo.errors import PosezooError
+from posezoo.runtime import RUNTIMES
 
 
 class BenchError(PosezooError):

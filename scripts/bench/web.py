@@ -4,14 +4,14 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
-from scripts.bench.targets import BenchError
+from posezoo.scripts.bench.targets import BenchError
 
 
 def web_latencies(manifest_path: Path, manifest: dict, ids, runs: int, images: Path | None) -> dict[str, float]:
     """{artifact path: median ms in the page, 1 thread wasm} for the manifest's artifacts."""
-    from converters.fingerprint import photos_for
-    from scripts.browser import BrowserError, Page
-    from scripts.webserver import ServeError
+    from posezoo.converters.fingerprint import photos_for
+    from posezoo.scripts.browser import BrowserError, Page
+    from posezoo.scripts.webserver import ServeError
 
     medians = {}
     try:

@@ -1,6 +1,6 @@
 """The worker protocol: each (file, thread count) is loaded and timed in a fresh child process
-(`python -m scripts.bench --one`, JSON lines on stdin/stdout), so the peak RSS it reports at exit
-is that run's alone; `python -m scripts.bench --baseline FMT` is a child that only imports the
+(`python -m posezoo.scripts.bench --one`, JSON lines on stdin/stdout), so the peak RSS it reports at exit
+is that run's alone; `python -m posezoo.scripts.bench --baseline FMT` is a child that only imports the
 runtime, whose peak is subtracted. `Worker` is the parent's end, `worker_main` the child's."""
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from scripts.bench.runner import Runner, import_runtime
-from scripts.bench.targets import Target
+from posezoo.scripts.bench.runner import Runner, import_runtime
+from posezoo.scripts.bench.targets import Target
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -37,7 +37,7 @@ def _maxrss_kb() -> int:
 
 
 def worker_main() -> int:
-    """`python -m scripts.bench --one`: JSON lines in on stdin, JSON lines out on the original stdout
+    """`python -m posezoo.scripts.bench --one`: JSON lines in on stdin, JSON lines out on the original stdout
     (native libraries' prints go to stderr)."""
     out = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)
@@ -75,7 +75,7 @@ def worker_main() -> int:
 
 
 def baseline_main(fmt: str) -> int:
-    """`python -m scripts.bench --baseline FMT`: peak RSS of a process that only imports the runtime."""
+    """`python -m posezoo.scripts.bench --baseline FMT`: peak RSS of a process that only imports the runtime."""
     import_runtime(fmt)
     print(json.dumps({"maxrss_kb": _maxrss_kb()}))
     return 0
@@ -89,7 +89,7 @@ def _child_env() -> dict:
 
 
 def baseline_kb(fmt: str) -> int:
-    res = subprocess.run([sys.executable, "-m", "scripts.bench", "--baseline", fmt], capture_output=True,
+    res = subprocess.run([sys.executable, "-m", "posezoo.scripts.bench", "--baseline", fmt], capture_output=True,
                          text=True, env=_child_env(), cwd=str(REPO), check=True)
     return int(json.loads(res.stdout.strip().splitlines()[-1])["maxrss_kb"])
 
@@ -104,7 +104,7 @@ class Worker:
         self.times: list[float] = []
         self.maxrss_kb: int | None = None
         self.log = tempfile.TemporaryFile(mode="w+")
-        self.proc = subprocess.Popen([sys.executable, "-m", "scripts.bench", "--one"], stdin=subprocess.PIPE,
+        self.proc = subprocess.Popen([sys.executable, "-m", "posezoo.scripts.bench", "--one"], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=self.log, text=True, bufsize=1,
                                      env=_child_env(), cwd=str(REPO))
 
