@@ -81,6 +81,13 @@ def test_the_runtime_wheel_holds_the_runtime_side_only(tmp_path):
     assert not [n for n in files if "/converters/" in n or "/recipes/" in n or "/scripts/" in n or "node_modules" in n]
 
 
+def test_posezoo_load_is_the_loaders_and_imported_on_first_use():
+    code = ("import sys, posezoo.errors; before = 'numpy' in sys.modules; import posezoo, posezoo.loader; "
+            "print(before, posezoo.load is posezoo.loader.load, posezoo.LoaderError is posezoo.loader.LoaderError)")
+    out = subprocess.run([sys.executable, "-P", "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "True", "True"]
+
+
 def test_the_javascript_package_is_the_page_module():
     if shutil.which("npm") is None:
         pytest.skip("npm is not installed")

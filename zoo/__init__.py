@@ -8,6 +8,14 @@ This package alone (`pip install posezoo-runtime[onnx,tflite]`, built from zoo/p
 needs numpy and the runtime of the formats it runs. The full install (`pip install posezoo`) adds
 the build system as subpackages: posezoo.converters, posezoo.recipes, posezoo.scripts.
 """
-from posezoo.loader import LoaderError, Pose, Predictor, load
-
 __all__ = ["load", "LoaderError", "Pose", "Predictor"]
+
+
+def __getattr__(name: str):
+    """posezoo.load and friends, imported on first use: importing a build module
+    (posezoo.converters.sandbox's confined child above all) does not load the runtime side."""
+    if name in __all__:
+        from posezoo import loader
+
+        return getattr(loader, name)
+    raise AttributeError(f"module 'posezoo' has no attribute {name!r}")
