@@ -45,6 +45,7 @@ class Conversion:
     spec: dict  # the model's input spec
     rgb: list  # the calibration crops as HxWx3 uint8 RGB
     feeds: list[dict]  # the same as the model's input tensors
+    people: int  # the first `people` crops are the calibration people, the rest their robustness transforms
     int8: dict  # the recipe's INT8 options: the ONNX calibration method, the fallback precision
     decoder_output: str  # the output the keypoints are decoded from (what sensitivity is measured on)
     log: Callable[[str], None] = print
@@ -125,14 +126,17 @@ SENSITIVITY_PEOPLE = 6  # calibration people each knob's sensitivity is measured
 def _int8_start(c: Conversion) -> tuple[Path, dict]:
     """The FP32 model both formats' INT8 files are quantized from, made once: the FP32 itself
     (round to nearest) or its weights on the int8 grid by learned rounding (recipe `int8.rounding`),
-    on the calibration people; and the manifest's record of it."""
+    on the calibration people (not their robustness transforms: AdaRound's time grows with its
+    inputs, and on BlazePose Lite the people alone win the keypoints back); and the manifest's
+    record of it."""
     from .learned_rounding import adaround
 
     if "int8_start" not in c.state:
         if c.int8["rounding"] == "adaround":
             c.log(f"[{c.model_id}] learned weight rounding (AdaRound, {c.int8['rounding_iterations']} steps per layer)")
             rounded = c.work / f"{c.model_id}_rounded.onnx"
-            c.state["int8_start"] = rounded, adaround(c.fp32_onnx, rounded, c.feeds, c.int8["rounding_iterations"])
+            c.state["int8_start"] = rounded, adaround(c.fp32_onnx, rounded, c.feeds[:c.people],
+                                                        c.int8["rounding_iterations"])
         else:
             c.state["int8_start"] = c.fp32_onnx, {"method": "nearest"}
     return c.state["int8_start"]

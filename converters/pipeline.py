@@ -312,8 +312,9 @@ def _build_converted(variant, original: ResolvedFile, opts: BuildOptions, out_di
         simplify(raw_onnx, fp32_onnx)
         model["complexity"] = complexity(fp32_onnx)
         calibrating = int8.calibration_samples if int8 else samples  # INT8 calibrates on its calibration people only
+        people = len(int8.search.samples) if int8 else len(samples)
         conversion = Conversion(variant.id, fp32_onnx, work, out_dir, opts.precisions, spec,
-                                [s.rgb for s in calibrating], [{spec["name"]: s.tensor} for s in calibrating],
+                                [s.rgb for s in calibrating], [{spec["name"]: s.tensor} for s in calibrating], people,
                                 int8_options(variant, opts), recipe["decoder"]["output"], log)
         for fmt in opts.formats:
             for precision, path in formats.get(fmt).convert(conversion).items():
