@@ -126,9 +126,9 @@ SENSITIVITY_PEOPLE = 6  # calibration people each knob's sensitivity is measured
 def _int8_start(c: Conversion) -> tuple[Path, dict]:
     """The FP32 model both formats' INT8 files are quantized from, made once: the FP32 itself
     (round to nearest) or its weights on the int8 grid by learned rounding (recipe `int8.rounding`),
-    on the calibration people (not their robustness transforms: AdaRound's time grows with its
-    inputs, and on BlazePose Lite the people alone win the keypoints back); and the manifest's
-    record of it."""
+    on the calibration people (not their robustness transforms: aimet caches every input's
+    activations at every layer; on BlazePose Lite the people alone let its TFLite INT8 pass);
+    and the manifest's record of it."""
     from .learned_rounding import adaround
 
     if "int8_start" not in c.state:

@@ -4,7 +4,7 @@ The runtime side (loader, decoders, manifest reader) promises numpy and a runtim
 dependencies, so it cannot use the jsonschema package. This checks the keywords of JSON Schema
 2020-12 that manifest.schema.json uses (`KEYWORDS`; a schema using any other is refused, so a
 keyword is never silently ignored), with the same results as jsonschema (tests/test_schema.py
-compares the two on every manifest a test build writes and on broken ones). Where a `oneOf`
+compares the two on a manifest entry per recipe variant, each key deleted or spoiled). Where a `oneOf`
 fails, the error comes from the branch the data meant (the one whose `const` matches, e.g. the
 decoder `type`), so it names the missing key rather than "valid under none".
 """
