@@ -61,6 +61,7 @@ class Int8Build:
     calibration: str
     fallback: str
     rounding: dict  # how the weights were rounded (converters/learned_rounding.py)
+    fp32: Path  # an FP32 file of the same format and graph it is measured against (size, latency)
 
 
 @dataclass(frozen=True)
@@ -170,7 +171,7 @@ def _onnx_quantize(c: Conversion, evaluate) -> Int8Build:
         return target
 
     result = search(knobs, *weight_params(qdq), build, evaluate, 1.0, measure, always)
-    return Int8Build(result, target, c.int8["method"], c.int8["fallback"], rounding)
+    return Int8Build(result, target, c.int8["method"], c.int8["fallback"], rounding, c.fp32_onnx)
 
 
 def _onnx_info(path: Path) -> dict:
@@ -202,8 +203,8 @@ def _onnx2tf(c: Conversion, onnx_path: Path | None = None):
 
 
 def _tflite_convert(c: Conversion) -> dict[str, Path]:
-    files, _ = _onnx2tf(c)
-    return {precision: Path(shutil.move(path, c.out_dir / path.name))
+    files, _ = _onnx2tf(c)  # copied, not moved: the INT8 file is measured against the FP32 one
+    return {precision: Path(shutil.copyfile(path, c.out_dir / path.name))
             for precision, path in (("fp32", files.fp32), ("fp16", files.fp16)) if precision in c.precisions}
 
 
@@ -222,7 +223,7 @@ def _tflite_quantize(c: Conversion, evaluate) -> Int8Build:
     measure = quantizer.measure_sensitivity([k for k in knobs if k.name not in heads], SENSITIVITY_PEOPLE,
                                             c.decoder_output)
     result = search(knobs, 0, 0, lambda names: quantizer.write(names, target), evaluate, 1.0, measure, heads)
-    return Int8Build(result, target, "minmax (ai-edge-quantizer)", c.int8["fallback"], rounding)
+    return Int8Build(result, target, "minmax (ai-edge-quantizer)", c.int8["fallback"], rounding, files.fp32)
 
 
 register(Format("onnx", ".onnx", _onnx_convert, _onnx_quantize, metadata.embed_onnx, _onnx_info,

@@ -19,7 +19,7 @@ from typing import Callable
 
 import numpy as np
 
-from . import calibration, formats, parity
+from . import calibration, formats, int8_targets, parity
 from .complexity import complexity
 from .formats import Conversion
 from .metadata import essentials
@@ -328,8 +328,10 @@ def _build_converted(variant, original: ResolvedFile, opts: BuildOptions, out_di
                     log(f"[{variant.id}] {Path(path).name}: the runtime cannot run this trial: {_first_line(e)}")
                     return 0.0
 
+            publisher = _publisher_tflite(variant, original, compare_with)
             for fmt in opts.formats:
-                _record_int8(candidates, extra, fmt, formats.get(fmt).quantize(conversion, evaluate), log, variant.id)
+                _record_int8(candidates, extra, fmt, formats.get(fmt).quantize(conversion, evaluate), log, variant.id,
+                             calibrating[0].tensor, publisher)
 
         lap = _lap(steps, "quantize", lap)
         failures = []
@@ -383,6 +385,14 @@ def _build_converted(variant, original: ResolvedFile, opts: BuildOptions, out_di
     if publisher_files:
         model["build"]["publisher_files"] = publisher_files
     return VariantResult(model, failures, time.time() - start)
+
+
+def _publisher_tflite(variant, original: ResolvedFile, compare_with: dict | None) -> Path | None:
+    """The publisher's own TFLite an INT8 TFLite of ours must not be slower than: their INT8 file
+    where we measure one beside ours, else the original when it is a TFLite (BlazePose's)."""
+    if compare_with and ("tflite", "int8") in compare_with:
+        return compare_with["tflite", "int8"].path
+    return original.path if variant.recipe["original_format"] == "tflite" else None
 
 
 def _measure_publisher_file(variant, key: tuple[str, str], file: ResolvedFile, bench: "ParityBench", model: dict,
@@ -465,10 +475,13 @@ def _gate_score(report: parity.ParityReport, thresholds: dict) -> float:
     return min(ratios, default=0.0)
 
 
-def _record_int8(candidates, extra, fmt: str, built: formats.Int8Build, log, model_id) -> None:
+def _record_int8(candidates, extra, fmt: str, built: formats.Int8Build, log, model_id, feed: np.ndarray,
+                 publisher: Path | None = None) -> None:
     """Note a format's INT8 search in `extra` and its file in `candidates` when it may be published:
-    one whose search found no passing plan, or that holds less than MIN_INT8_WEIGHT_SHARE of its
-    weight bytes as int8, is not an INT8 model and is left out (rejected with its numbers)."""
+    one whose search found no passing plan, that holds less than MIN_INT8_WEIGHT_SHARE of its weight
+    bytes as int8, or that misses its size or latency target (converters/int8_targets.py; latency
+    timed on `feed`, beside `publisher`'s TFLite where given) is not an INT8 model and is left out
+    (rejected with its numbers)."""
     info = {"quantization": {"weights": "int8 per-channel (symmetric)", "activations": "int8",
                              "fallback": built.fallback, "rounding": built.rounding,
                              "calibration": built.calibration, "calibration_people": "calibration",
@@ -479,11 +492,24 @@ def _record_int8(candidates, extra, fmt: str, built: formats.Int8Build, log, mod
     if built.result.path is None:
         Path(built.path).unlink(missing_ok=True)
         return
+    quantization = info["quantization"]
     share = formats.get(fmt).int8_weight_share(built.path)
-    info["quantization"]["int8_weight_share"] = share
+    quantization["int8_weight_share"] = share
+    reason = None
     if share < MIN_INT8_WEIGHT_SHARE:
-        info["reason"] = (f"only {share:.1%} of its weight bytes are int8 (an INT8 file holds at least "
-                          f"{MIN_INT8_WEIGHT_SHARE:.0%})")
+        reason = (f"only {share:.1%} of its weight bytes are int8 (an INT8 file holds at least "
+                  f"{MIN_INT8_WEIGHT_SHARE:.0%})")
+    else:
+        quantization["size"], reason = int8_targets.check_size(built.path, built.fp32)
+    if reason is None and fmt == int8_targets.LATENCY_FORMAT:
+        quantization["latency"], reason = int8_targets.check_latency(built.path, built.fp32, publisher, feed)
+        latency = quantization["latency"]
+        log(f"[{model_id}] {fmt}/int8 latency {latency['median_ms']:.2f} ms = {latency['vs_fp32']:.2f}x FP32"
+            + (f", {latency['vs_publisher']:.2f}x the publisher's" if publisher else "")
+            + ("" if latency["judged"] else " (not judged: this CPU has no int8 dot-product instructions, so "
+                                            "XNNPACK's int8 kernels are no faster than float here)"))
+    if reason:
+        info["reason"] = reason
         Path(built.path).unlink(missing_ok=True)
         return
     candidates[fmt, "int8"] = built.path

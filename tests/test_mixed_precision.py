@@ -88,12 +88,35 @@ def test_a_file_holding_too_few_weight_bytes_in_int8_is_rejected_with_its_number
 
     path = tiny_onnx(tmp_path / "m_int8.onnx")  # all float: 0 % of its weight bytes in int8
     built = formats.Int8Build(SearchResult(path, [Knob("w1", "weight", 216)], [], [], "m"), path, "minmax", "float",
-                              {"method": "nearest"})
+                              {"method": "nearest"}, path)
     candidates, extra, lines = {}, {}, []
-    _record_int8(candidates, extra, "onnx", built, lines.append, "m")
+    _record_int8(candidates, extra, "onnx", built, lines.append, "m", None)
     assert candidates == {} and not path.exists()
     assert extra["onnx", "int8"]["reason"].startswith("only 0.0% of its weight bytes are int8")
     assert extra["onnx", "int8"]["quantization"]["int8_weight_share"] == 0.0
+
+
+def test_an_int8_file_over_its_size_target_is_rejected_with_its_numbers(quantized, tmp_path, monkeypatch):
+    """A three-conv model's INT8 file is mostly QDQ bookkeeping, far over 0.40x the size of its FP32
+    file: rejected for that even where its weights count as int8."""
+    import dataclasses
+    import shutil
+
+    from posezoo.converters import formats
+    from posezoo.converters.mixed_precision import SearchResult
+    from posezoo.converters.pipeline import _record_int8
+
+    monkeypatch.setitem(formats.FORMATS, "onnx", dataclasses.replace(formats.get("onnx"), int8_weight_share=lambda p: 1.0))
+    fp32, qdq_path = quantized[:2]
+    path = Path(shutil.copy(qdq_path, tmp_path / "m_int8.onnx"))
+    built = formats.Int8Build(SearchResult(path, [Knob("w1", "weight", 216)], [], [], "m"), path, "minmax", "float",
+                              {"method": "nearest"}, fp32)
+    candidates, extra = {}, {}
+    _record_int8(candidates, extra, "onnx", built, lambda line: None, "m", None)
+    quantization = extra["onnx", "int8"]["quantization"]
+    assert candidates == {} and not path.exists() and quantization["int8_weight_share"] == 1.0
+    assert quantization["size"]["vs_fp32"] > 0.4 and quantization["size"]["target"] == 0.4
+    assert "an INT8 file is at most 0.40x" in extra["onnx", "int8"]["reason"]
 
 
 # ONNX: a three-conv graph (conv, Clip, conv, Relu, conv), quantized by onnxruntime.

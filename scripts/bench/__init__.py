@@ -30,9 +30,9 @@ How:
 Chromium, ONNX on ONNX Runtime Web and TFLite on LiteRT.js, wasm, 1 thread: the `web ms` column is
 the median of `--runs` real runs after one warm-up (the same value on every thread-count row).
 
-Targets (issue 14's; reported, never asserted) for each INT8 TFLite of ours: latency <= 0.8x our
-FP32 TFLite at 1 thread, not slower than the publisher's file, <= 0.35x the FP32 file's size
-(0.40x where that file is under 3 MB).
+Targets (converters/int8_targets.py, which the build enforces) for each INT8 TFLite of ours: latency
+<= 0.8x our FP32 TFLite at 1 thread, not slower than the publisher's file, <= 0.35x the FP32
+file's size (0.40x where that file is under 3 MB); here reported, never asserted.
 
 The parts, one job each: `targets.py` (what to time), `runner.py` (one file in its runtime),
 `worker.py` (the child process and its protocol), `measure.py` (the round-robin timing),

@@ -6,14 +6,8 @@ import statistics
 
 import numpy as np
 
+from posezoo.converters.int8_targets import LATENCY_TARGET, size_limit
 from posezoo.scripts.bench.measure import Measurement
-
-# The INT8 targets of issue 14 (reported, never asserted):
-LATENCY_TARGET = 0.8  # INT8 TFLite latency vs our FP32 TFLite, 1 thread: at most this share
-SIZE_TARGET = 0.35  # INT8 file vs our FP32 file of the format: at most this share of its size,
-SMALL_SIZE_TARGET = 0.40  # or this where that FP32 file is under SMALL_FP32_BYTES (per-channel
-SMALL_FP32_BYTES = 3_000_000  # scale tables weigh more in a small file)
-
 
 def activation_bits(quantization: dict | None) -> int | None:
     if not quantization:
@@ -89,6 +83,5 @@ def _targets(row: dict, rows: list[dict]) -> dict | None:
     vendor = None if row["lat_vs_vendor"] is None else row["lat_vs_vendor"] <= 1.0
     size = None
     if row["size_vs_fp32"]:
-        small = row["bytes"] / row["size_vs_fp32"] < SMALL_FP32_BYTES
-        size = row["size_vs_fp32"] <= (SMALL_SIZE_TARGET if small else SIZE_TARGET)
+        size = row["size_vs_fp32"] <= size_limit(round(row["bytes"] / row["size_vs_fp32"]))
     return {"latency_0.8x_fp32_at_1_thread": speed, "not_slower_than_vendor": vendor, "size_0.35x_fp32": size}
