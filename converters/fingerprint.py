@@ -81,4 +81,15 @@ def up_to_date(model: dict | None, fp: str, out: Path) -> bool:
         path = Path(out) / art["path"]
         if not path.is_file() or path.stat().st_size != art["bytes"] or sha256_of(path) != art["sha256"]:
             return False
+        golden = art.get("golden")
+        if golden is None or not intact(Path(out) / golden["path"], golden["sha256"]):
+            return False
+        if not all(intact(Path(out) / f, Path(f).name.split(".")[0]) for f in golden["files"]):
+            return False
     return True
+
+
+def intact(path: Path, sha256: str) -> bool:
+    from .sources import sha256_of
+
+    return path.is_file() and sha256_of(path) == sha256

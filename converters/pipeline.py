@@ -22,6 +22,7 @@ import numpy as np
 from . import calibration, formats, int8_targets, parity
 from .complexity import complexity
 from .formats import Conversion
+from .golden import golden_cases, write_golden
 from .metadata import essentials
 from .mixed_precision import MIN_INT8_WEIGHT_SHARE
 from .originals import TFLiteOriginal, open_original
@@ -219,9 +220,25 @@ def build_variant(variant, original: ResolvedFile | None, opts: BuildOptions, in
     relative to `into`: our conversions of the original, and the publisher's own files (`vendor`)
     for the precisions they cover. When the user hands over the original (`opts.checkpoint`),
     every precision is ours and the publisher's files are measured against the same original,
-    side by side (log and `build.publisher_files`). Nothing is written outside `into`."""
-    vendor = vendor or {}
-    out_dir = Path(into) / variant.id
+    side by side (log and `build.publisher_files`). Every published artifact gets its golden
+    vectors (converters/golden.py). Nothing is written outside `into`."""
+    result = _build_artifacts(variant, original, opts, Path(into), vendor or {})
+    model = result.model
+    if model["artifacts"]:
+        start = time.time()
+        cases = golden_cases(model, opts.calibration_images)
+        size = write_golden(model, into, cases)
+        opts.log(f"[{variant.id}] golden vectors: {len(cases)} people x {len(model['artifacts'])} artifacts, "
+                 f"{size / 1e3:.0f} kB")
+        _lap(model["build"].setdefault("steps", {}), "golden", start)
+        result.seconds += time.time() - start
+        model["build"]["seconds"] = round(result.seconds, 1)
+    return result
+
+
+def _build_artifacts(variant, original: ResolvedFile | None, opts: BuildOptions, into: Path,
+                     vendor: dict) -> VariantResult:
+    out_dir = into / variant.id
     out_dir.mkdir(parents=True, exist_ok=True)
     if opts.checkpoint:
         return _build_converted(variant, original, opts, out_dir, compare_with=vendor)

@@ -1,8 +1,8 @@
 """Publishing into a build folder as a transaction: nothing a reader trusts is ever half-done.
 
-A build writes every candidate into a staging folder of its own inside the output folder
-(`.staging/<model>.<pid>.<random>/`, the same layout as the published folder). Only gated,
-embedded files are published, in one step under the folder's lock:
+A build writes every candidate, with its golden vectors (zoo/golden.py), into a staging folder of
+its own inside the output folder (`.staging/<model>.<pid>.<random>/`, the same layout as the
+published folder). Only gated, embedded files are published, in one step under the folder's lock:
 
 1. re-read the manifest (another build may have published meanwhile) and merge this model's
    entry into it (`posezoo.manifest.upsert_model`: (format, precision) pairs this build did not redo
@@ -29,6 +29,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from posezoo.errors import PosezooError
+from posezoo.golden import files_of
 from posezoo.manifest import empty_manifest, read_manifest, upsert_model, validate, write_manifest
 
 from .fileio import atomic_path
@@ -125,9 +126,10 @@ def publish(out: Path, staging: Staging, model: dict, version: str) -> dict:
         before = read_manifest(path) if path.exists() else empty_manifest(version)
         after = upsert_model(before, model)
         validate(after, f"the manifest of {out} with {model['id']}")  # refused before anything moves
-        moves = [[str((staging.path / a["path"]).relative_to(out)), a["path"]] for a in model["artifacts"]]
-        kept = {a["path"] for m in after["models"] for a in m["artifacts"]}
-        withdrawn = sorted({a["path"] for m in before["models"] for a in m["artifacts"]} - kept)
+        staged = sorted({f for a in model["artifacts"] for f in files_of(a)})  # golden data files are shared
+        moves = [[str((staging.path / f).relative_to(out)), f] for f in staged]
+        kept = {f for m in after["models"] for a in m["artifacts"] for f in files_of(a)}
+        withdrawn = sorted({f for m in before["models"] for a in m["artifacts"] for f in files_of(a)} - kept)
         _write_json(out / JOURNAL, {"manifest": after, "moves": moves, "remove": withdrawn})
         _replay(out)
     return after

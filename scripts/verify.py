@@ -1,5 +1,6 @@
 """`posezoo verify`: re-check a built manifest, every artifact's hash and size, then its parity
-against the original (found by its recorded sha256 and run through its family's recipe)."""
+against the original (found by its recorded sha256 and run through its family's recipe), then
+its golden vectors through the runtime loader (zoo/golden.py)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -25,6 +26,23 @@ def open_reference(model: dict, resolver: Resolver):
     if from_vendor:
         return TFLiteOriginal(original.path, reference_kernels=False), True
     return open_original(variant, original.path), False
+
+
+def check_golden(manifest: dict, model: dict, artifact: dict, root: Path) -> dict | None:
+    """The artifact's golden vectors (zoo/golden.py) re-run through the runtime loader; None where
+    the manifest lists none. A missing or altered golden file is a failure, not an error."""
+    from posezoo import golden
+    from posezoo.loader import load
+
+    if "golden" not in artifact:
+        return None
+    try:
+        index = golden.read_index(root, artifact)
+        predictor = load(manifest, model["id"], artifact["format"], artifact["precision"], artifact["origin"],
+                         directory=root)
+        return golden.check(predictor, index, root / Path(artifact["golden"]["path"]).parent)
+    except golden.GoldenError as e:
+        return {"cases": 0, "keypoints_within": 0.0, "failures": [str(e)], "passed": False}
 
 
 def verify_manifest(manifest_path: Path, images: Path | None, resolver: Resolver,
@@ -70,6 +88,12 @@ def verify_manifest(manifest_path: Path, images: Path | None, resolver: Resolver
                                      noise_floor=noise)
             log(f"{name}: hash ok, parity {'PASS' if report.passed else 'FAIL'} "
                 f"(rel_err {report.summary()['rel_err']:.3g}, pck@0.05 {report.pck['0.05']:.3f})")
-            checked.append({"artifact": art["path"], **report.summary(), "passed": report.passed})
+            golden = check_golden(manifest, model, art, root)
+            log(f"{name}: " + (f"golden vectors {'PASS' if golden['passed'] else 'FAIL'} ({golden['cases']} people, "
+                               f"keypoints within tolerance {golden['keypoints_within']:.3f})" if golden
+                               else "no golden vectors (built by a posezoo without them: rebuild to add them)"))
+            checked.append({"artifact": art["path"], **report.summary(), "passed": report.passed,
+                            **({"golden": golden} if golden else {})})
             failures.extend(f"{name}: {f}" for f in report.failures)
+            failures.extend(f"{name}: golden vectors: {f}" for f in (golden or {}).get("failures", []))
     return {"manifest": str(manifest_path), "checked": checked, "failures": failures}

@@ -255,6 +255,21 @@ def test_fp32_and_int8_agree_within_the_parity_gate(zoo, images, fmt):
 
 
 @pytest.mark.slow
+def test_every_artifact_passes_its_golden_vectors(zoo):
+    """The loader, from each golden photo to its pose, reproduces what the build recorded: the
+    same runtime, so the same numbers, far inside the tolerances a port is given."""
+    from posezoo import golden
+
+    manifest = json.loads(zoo.read_text())
+    for model in manifest["models"]:
+        for art in model["artifacts"]:
+            report = golden.check(load(zoo, model["id"], art["format"], art["precision"], art["origin"]),
+                                  golden.read_index(zoo.parent, art), zoo.parent / Path(art["golden"]["path"]).parent)
+            assert report["passed"] and report["keypoints_within"] == 1.0, (art["path"], report)
+            assert report["matrix_abs"] == 0 and report["input_rel_err"] == 0, (art["path"], report)
+
+
+@pytest.mark.slow
 def test_a_tampered_artifact_is_refused(zoo, tmp_path):
     model = _model(zoo, "movenet-lightning")
     artifact = select_artifact(model, "onnx", "int8")

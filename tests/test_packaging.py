@@ -105,6 +105,7 @@ import json, sys
 from pathlib import Path
 import numpy as np
 import posezoo
+from posezoo import golden
 manifest, photos = Path(sys.argv[1]), json.loads(sys.argv[2])
 result = {}
 for model in json.loads(manifest.read_text())["models"]:
@@ -112,6 +113,9 @@ for model in json.loads(manifest.read_text())["models"]:
         predict = posezoo.load(manifest, model["id"], a["format"], a["precision"], a["origin"])
         key = f"{model['id']} {a['format']} {a['precision']} {a['origin']}"
         result[key] = [predict(np.load(p)).keypoints.tolist() for p in photos]
+        report = golden.check(predict, golden.read_index(manifest.parent, a),
+                              manifest.parent / Path(a["golden"]["path"]).parent)
+        result[key + " golden"] = [report["passed"], report["keypoints_within"]]
 print(json.dumps(result))
 """
 
@@ -120,7 +124,7 @@ print(json.dumps(result))
 def test_the_runtime_package_alone_runs_every_artifact_as_the_full_install_does(zoo, images, tmp_path):
     """A fresh venv with posezoo-runtime[onnx,tflite] only (the versions of the lock file): no
     torch, TensorFlow, onnx or PIL importable; every artifact of a built folder gives the
-    keypoints the full install gives, to the bit."""
+    keypoints the full install gives, to the bit, and passes its golden vectors."""
     wheel = _wheel(REPO / "zoo", ["."], tmp_path)
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
@@ -139,4 +143,5 @@ def test_the_runtime_package_alone_runs_every_artifact_as_the_full_install_does(
     full = subprocess.run([sys.executable, "-c", PREDICT, str(zoo), json.dumps(photos)], capture_output=True,
                           text=True, check=True, cwd=tmp_path)
     alone, full = json.loads(alone.stdout), json.loads(full.stdout)
-    assert len(alone) >= 5 and alone == full
+    assert len(alone) >= 10 and alone == full
+    assert all(value == [True, 1.0] for key, value in alone.items() if key.endswith(" golden"))

@@ -79,6 +79,18 @@ def test_every_artifact_in_the_page_agrees_with_the_python_loader(zoo, page):
 
 
 @pytest.mark.slow
+def test_every_artifact_in_the_page_passes_its_golden_vectors(zoo, page):
+    """The page's own steps (crop, warp, tensor, wasm runtime, decoder) against the numbers the
+    build recorded with the Python loader (zoo/golden.py), within the artifact's tolerances."""
+    manifest = json.loads(zoo.read_text())
+    for model in manifest["models"]:
+        for art in model["artifacts"]:
+            report = page.call("checkGolden", model["id"], art["path"])
+            assert report["passed"] and report["cases"] == 2, (art["path"], report)
+            assert report["matrix_abs"] <= 1e-9 and report["keypoints_within"] >= 0.95, (art["path"], report)
+
+
+@pytest.mark.slow
 def test_the_page_draws_the_pose_and_reports_its_latency(zoo, page, tmp_path):
     import json
 

@@ -141,20 +141,19 @@ class Predictor:
         self.transposed = artifact["input_layout"] != self.spec.get("layout", "NHWC")
 
     def __call__(self, image: np.ndarray, box=None, keypoints: dict | None = None) -> Pose:
-        matrix, outputs = self._run(image, box, keypoints)
-        xy, scores = decode(self.model["decoder"], outputs)
-        return Pose(xy @ matrix[:, :2].T + matrix[:, 2], scores, list(self.model["keypoints"]["names"]), outputs,
-                    matrix)
+        matrix, x = self.prepare(image, box, keypoints)
+        return self.decode(matrix, self.infer(x))
 
     def poses(self, image: np.ndarray, box=None, keypoints: dict | None = None) -> list[Pose]:
         """Every person the decoder's `multi_pose` description finds (PoseNet), strongest root first."""
         if "multi_pose" not in self.model["decoder"]:
             raise LoaderError(f"{self.model['id']}'s decoder finds one person (no multi_pose in the manifest)")
-        matrix, outputs = self._run(image, box, keypoints)
-        return [Pose(xy @ matrix[:, :2].T + matrix[:, 2], scores, list(self.model["keypoints"]["names"]), outputs,
-                     matrix, score) for xy, scores, score in decode_multi_pose(self.model["decoder"], outputs)]
+        matrix, x = self.prepare(image, box, keypoints)
+        return self.decode_all(matrix, self.infer(x))
 
-    def _run(self, image: np.ndarray, box, keypoints) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    def prepare(self, image: np.ndarray, box=None, keypoints: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The crop's 2x3 matrix (input pixels -> photo pixels) and the exact tensor the artifact is
+        fed: the steps a port reproduces first (golden vectors record both)."""
         image = np.asarray(image)
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8 or 0 in image.shape:
             raise LoaderError(f"expected a non-empty HxWx3 uint8 RGB image, got {image.dtype} {image.shape}")
@@ -162,8 +161,23 @@ class Predictor:
                              box, keypoints)
         x = to_tensor(warp(image, matrix, self.width, self.height), self.spec, self.io_input,
                       self.artifact["input_layout"])
+        return matrix, x
+
+    def infer(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """The artifact's outputs for input tensor `x`, as the manifest's `outputs` describe them."""
         raw = self.run({self.io_input["name"]: x})
-        return matrix, model_outputs(raw, self.artifact["io"]["outputs"], self.model["outputs"], self.transposed)
+        return model_outputs(raw, self.artifact["io"]["outputs"], self.model["outputs"], self.transposed)
+
+    def decode(self, matrix: np.ndarray, outputs: dict[str, np.ndarray]) -> Pose:
+        """The pose the decoder reads from `outputs`, in the pixels of the photo `matrix` cut."""
+        xy, scores = decode(self.model["decoder"], outputs)
+        return Pose(xy @ matrix[:, :2].T + matrix[:, 2], scores, list(self.model["keypoints"]["names"]), outputs,
+                    matrix)
+
+    def decode_all(self, matrix: np.ndarray, outputs: dict[str, np.ndarray]) -> list[Pose]:
+        """Every person of a multi-person decoder, strongest first, in the photo's pixels."""
+        return [Pose(xy @ matrix[:, :2].T + matrix[:, 2], scores, list(self.model["keypoints"]["names"]), outputs,
+                     matrix, score) for xy, scores, score in decode_multi_pose(self.model["decoder"], outputs)]
 
 
 def input_hw(spec: dict) -> tuple[int, int]:

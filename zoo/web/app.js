@@ -1,5 +1,5 @@
 // The page: choose a model, an artifact and a photo; run it; draw the keypoints.
-import { cropMatrix, decode, decodeMultiPose, draw, found, imageData, load, loadManifest, warp } from "./posezoo.js";
+import { checkGolden, cropMatrix, decode, decodeMultiPose, draw, found, imageData, load, loadManifest, warp } from "./posezoo.js";
 
 const $ = (id) => document.getElementById(id);
 const tensors = (outputs) => Object.fromEntries(
@@ -29,11 +29,15 @@ function fillPeople() {
   people.forEach((p, i) => option($("person"), i, own ? "whole photo" : `person ${i + 1}`));
 }
 
-// Run one artifact on one person of a sample (or on the user's photo); used by the page and tests.
-async function runArtifact(modelId, artifactPath, sampleIndex, personIndex, { crop = null } = {}) {
+async function predictorOf(modelId, artifactPath) {
   const key = `${modelId}|${artifactPath}`;
   if (!predictors.has(key)) predictors.set(key, await load(manifest, base, modelId, artifactPath));
-  const predict = predictors.get(key);
+  return predictors.get(key);
+}
+
+// Run one artifact on one person of a sample (or on the user's photo); used by the page and tests.
+async function runArtifact(modelId, artifactPath, sampleIndex, personIndex, { crop = null } = {}) {
+  const predict = await predictorOf(modelId, artifactPath);
   const image = sampleIndex === null ? own : await imageData(samples[sampleIndex].url);
   const person = sampleIndex === null ? { box: [0, 0, image.width, image.height], keypoints: {} } : samples[sampleIndex].people[personIndex];
   const pose = await predict(image, { box: person.box, keypoints: person.keypoints, crop });
@@ -81,6 +85,10 @@ async function main() {
       const { pose } = await runArtifact(modelId, artifactPath, sampleIndex, personIndex, { crop });
       return { keypoints: pose.keypoints, scores: pose.scores, names: pose.names, milliseconds: pose.milliseconds,
         poses: pose.poses };
+    },
+    // the artifact's golden vectors run in this page (zoo/golden.py's report)
+    async checkGolden(modelId, artifactPath) {
+      return checkGolden(await predictorOf(modelId, artifactPath), base);
     },
     async time(modelId, artifactPath, sampleIndex, personIndex, runs) {
       const times = [];

@@ -355,21 +355,118 @@ export async function load(manifest, baseUrl, modelId, artifactPath, { threads =
   const [height, width] = inputHW(spec);
   const ioInput = artifact.io.inputs[0];
   const transposed = artifact.input_layout !== (spec.layout || "NHWC");
-  return async function predict(image, { box = null, keypoints = null, crop = null } = {}) {
+  // The steps a port reproduces, each exposed for the golden vectors (checkGolden).
+  const prepare = (image, { box = null, keypoints = null, crop = null } = {}) => {
     const m = cropMatrix(crop || spec.crop, width, height, [image.width, image.height], box, keypoints);
     const rgb = warp(image.data, image.width, image.height, m, width, height);
-    const x = toTensor(rgb, width, height, spec, ioInput, artifact.input_layout);
-    const start = performance.now();
-    const raw = await run(ioInput.name, x, ioInput.dtype);
-    const milliseconds = performance.now() - start;
-    const outs = modelOutputs(raw, artifact.io.outputs, model.outputs, transposed);
+    return { matrix: m, x: toTensor(rgb, width, height, spec, ioInput, artifact.input_layout) };
+  };
+  const outputsOf = (raw) => modelOutputs(raw, artifact.io.outputs, model.outputs, transposed);
+  const infer = async (x) => outputsOf(await run(ioInput.name, x, ioInput.dtype));
+  const decodePose = (m, outs) => {
     const toImage = (xy) => xy.map(([u, v]) => [m[0][0] * u + m[0][1] * v + m[0][2], m[1][0] * u + m[1][1] * v + m[1][2]]);
     const { xy, scores } = decode(model.decoder, outs);
     const poses = model.decoder.multi_pose
       ? decodeMultiPose(model.decoder, outs).map((p) => ({ keypoints: toImage(p.xy), scores: p.scores, score: p.score }))
       : null;
-    return { keypoints: toImage(xy), scores, names: model.keypoints.names, matrix: m, milliseconds, poses };
+    return { keypoints: toImage(xy), scores, names: model.keypoints.names, matrix: m, poses };
   };
+  const predict = async function predict(image, options = {}) {
+    const { matrix, x } = prepare(image, options);
+    const start = performance.now();
+    const raw = await run(ioInput.name, x, ioInput.dtype);
+    const milliseconds = performance.now() - start; // the inference alone
+    return { ...decodePose(matrix, outputsOf(raw)), milliseconds };
+  };
+  return Object.assign(predict, { prepare, infer, decodePose, model, artifact, width, height });
+}
+
+// --- golden vectors (zoo/golden.py) ---------------------------------------------------------------
+
+const hex = (buffer) => Array.from(new Uint8Array(buffer), (b) => b.toString(16).padStart(2, "0")).join("");
+
+// An array of a golden folder: the gzip of its little-endian bytes, named by the file's sha256.
+async function readArray(folderUrl, ref) {
+  const response = await fetch(new URL(ref.file, folderUrl));
+  if (!response.ok) throw new Error(`golden data file ${ref.file}: HTTP ${response.status}`);
+  const bytes = await response.arrayBuffer();
+  if (`${hex(await crypto.subtle.digest("SHA-256", bytes))}.bin.gz` !== ref.file) {
+    throw new Error(`golden data file ${ref.file} is not the file its name says (sha256 differs)`);
+  }
+  const raw = await new Response(new Blob([bytes]).stream().pipeThrough(new DecompressionStream("gzip"))).arrayBuffer();
+  const Typed = TYPED[ref.dtype];
+  if (!Typed) throw new Error(`golden data file ${ref.file}: dtype ${ref.dtype} is not supported`);
+  return new Typed(raw); // little-endian, as every browser's typed arrays
+}
+
+// Each value's absolute difference over the scale of `want` (its range, or its largest magnitude).
+function deviations(got, want) {
+  if (got.length !== want.length) return [Infinity];
+  let lo = Infinity, hi = -Infinity, big = 0;
+  for (const w of want) { lo = Math.min(lo, Number(w)); hi = Math.max(hi, Number(w)); big = Math.max(big, Math.abs(Number(w))); }
+  const scale = Math.max(hi - lo, big, 1e-12);
+  return Array.from(want, (w, i) => Math.abs(Number(got[i]) - Number(w)) / scale);
+}
+
+const largest = (values) => values.reduce((a, b) => Math.max(a, b), 0);
+
+// Run a predictor of this page on the artifact's golden people, its own way from the photo to the
+// pose, and compare each step with zoo/golden.py's numbers and tolerances (the same report).
+export async function checkGolden(predict, baseUrl) {
+  const golden = predict.artifact.golden;
+  if (!golden) throw new Error(`${predict.artifact.path} has no golden vectors in the manifest`);
+  const indexUrl = new URL(golden.path, baseUrl);
+  const bytes = await (await fetch(indexUrl)).arrayBuffer();
+  if (hex(await crypto.subtle.digest("SHA-256", bytes)) !== golden.sha256) {
+    throw new Error(`golden index ${golden.path} is not the file the manifest lists (sha256 differs)`);
+  }
+  const index = JSON.parse(new TextDecoder().decode(bytes));
+  const tol = index.tolerance;
+  const worst = { matrix_abs: 0, input_rel_err: 0, scores_abs: 0 };
+  const outputs = {};
+  const errors = [];
+  for (const c of index.cases) {
+    const rgb = await readArray(indexUrl, c.photo);
+    const [h, w] = c.photo.shape;
+    const rgba = new Uint8ClampedArray(w * h * 4);
+    for (let p = 0; p < w * h; p++) { rgba.set(rgb.subarray(p * 3, p * 3 + 3), p * 4); rgba[p * 4 + 3] = 255; }
+    const { matrix, x } = predict.prepare({ data: rgba, width: w, height: h }, c.call);
+    matrix.forEach((row, i) => row.forEach((v, j) => { worst.matrix_abs = Math.max(worst.matrix_abs, Math.abs(v - c.matrix[i][j])); }));
+    worst.input_rel_err = Math.max(worst.input_rel_err, largest(deviations(x.data, await readArray(indexUrl, c.input))));
+    const outs = await predict.infer(x);
+    for (const [name, stored] of Object.entries(c.outputs)) {
+      let got = outs[name].data;
+      if (stored.indices) got = Array.from(await readArray(indexUrl, stored.indices), (i) => got[i]);
+      const d = deviations(got, await readArray(indexUrl, stored.values));
+      const seen = (outputs[name] ??= { rel_err: 0, within: 1 });
+      seen.rel_err = Math.max(seen.rel_err, largest(d));
+      seen.within = Math.min(seen.within, d.length ? d.filter((v) => v <= tol.outputs_within).length / d.length : 1);
+    }
+    const pose = predict.decodePose(matrix, outs);
+    const pairs = [[pose.keypoints, pose.scores, c.keypoints, c.scores]];
+    if (c.poses && c.poses.length && pose.poses && pose.poses.length) {
+      pairs.push([pose.poses[0].keypoints, pose.poses[0].scores, c.poses[0].keypoints, c.poses[0].scores]);
+    }
+    const m = c.matrix; // the crop's longer side in photo pixels: the unit of keypoint error
+    const side = Math.max(Math.hypot(m[0][0], m[1][0]) * predict.width, Math.hypot(m[0][1], m[1][1]) * predict.height);
+    const decoder = predict.model.decoder;
+    for (const [gotXY, gotScores, wantXY, wantScores] of pairs) {
+      const foundGot = found(gotScores, decoder), foundWant = found(wantScores, decoder);
+      gotXY.forEach(([gx, gy], k) => { // a keypoint neither side finds agrees, as in parity
+        errors.push(foundGot[k] || foundWant[k] ? Math.hypot(gx - wantXY[k][0], gy - wantXY[k][1]) / side : 0);
+        worst.scores_abs = Math.max(worst.scores_abs, Math.abs(gotScores[k] - wantScores[k]));
+      });
+    }
+  }
+  const share = errors.length ? errors.filter((e) => e <= tol.keypoints_within).length / errors.length : 1;
+  const failures = ["matrix_abs", "input_rel_err", "scores_abs"].filter((k) => worst[k] > tol[k]).map((k) => `${k} ${worst[k]} > ${tol[k]}`);
+  for (const [name, seen] of Object.entries(outputs)) {
+    if (seen.within < tol.outputs_share) {
+      failures.push(`output ${name}: ${seen.within} of its values within ${tol.outputs_within} of its range < ${tol.outputs_share} (largest deviation ${seen.rel_err})`);
+    }
+  }
+  if (share < tol.keypoints_share) failures.push(`keypoints: ${share} within ${tol.keypoints_within} of the crop side < ${tol.keypoints_share}`);
+  return { cases: index.cases.length, ...worst, outputs, keypoints_within: share, failures, passed: failures.length === 0 };
 }
 
 // Decoded pixels of an image URL, without colour management (the build reads files as they are).
