@@ -28,9 +28,10 @@ GOLDEN_PEOPLE = 2
 MARGIN = 2  # photo pixels kept around the crop's reach: the warp's bilinear neighbours
 
 
-def golden_cases(model: dict, images: Path) -> list[dict]:
-    """The people of the golden set of `model` (a manifest entry): {photo, call, person} each."""
-    samples = load_samples(images, model["input"], parity_crop(model))
+def golden_cases(model: dict, images: Path, limit: int | None = None) -> list[dict]:
+    """The people of the golden set of `model` (a manifest entry), among the first `limit` of each
+    split (the build's --max-samples, as parity takes them): {photo, call, person} each."""
+    samples = load_samples(images, model["input"], parity_crop(model), limit)
     gate = [s for s in samples if s.split == "gate"] or samples
     picks = [gate[0]] + ([gate[len(gate) // 2]] if len(gate) > 1 else [])
     height, width = input_hw(model["input"])

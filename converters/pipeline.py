@@ -226,7 +226,7 @@ def build_variant(variant, original: ResolvedFile | None, opts: BuildOptions, in
     model = result.model
     if model["artifacts"]:
         start = time.time()
-        cases = golden_cases(model, opts.calibration_images)
+        cases = golden_cases(model, opts.calibration_images, opts.max_samples)
         size = write_golden(model, into, cases)
         opts.log(f"[{variant.id}] golden vectors: {len(cases)} people x {len(model['artifacts'])} artifacts, "
                  f"{size / 1e3:.0f} kB")
