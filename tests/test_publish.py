@@ -14,6 +14,7 @@ import pytest
 
 from posezoo.converters import publish
 from posezoo.converters.publish import PublishError, Staging, check_writable, recover
+from posezoo.golden import files_of
 from posezoo.manifest import read_manifest
 
 from conftest import manifest_artifact as artifact
@@ -141,6 +142,11 @@ def _cli(out: Path, shared: Path, *args: str) -> list[str]:
             "--cache", str(out.parent / "cache"), "--offline", "--max-samples", "2", *args]
 
 
+def _files(folder: Path) -> dict[str, bytes]:
+    """Every file under `folder` (the artifacts and their golden vectors), by relative path."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
 def _verify(out: Path, shared: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "posezoo.scripts.cli", "verify", str(out / "manifest.json"),
                            "--calibration-images", str(shared / "images"), "--mirror",
@@ -155,8 +161,11 @@ def test_cli_partial_rebuild_then_a_killed_rebuild_leave_a_folder_that_verifies(
     assert subprocess.run(_cli(out, shared, "--formats", "onnx", "--precisions", "fp16")).returncode == 0
     result = _verify(out, shared)
     assert result.returncode == 0, result.stdout + result.stderr
-    published = {p.name: p.read_bytes() for p in (out / "efficientpose-rt-lite").iterdir()}
-    assert sorted(published) == ["efficientpose-rt-lite_fp16.onnx", "efficientpose-rt-lite_fp32.onnx"]
+    published = _files(out / "efficientpose-rt-lite")
+    assert sorted(k for k in published if "/" not in k) == ["efficientpose-rt-lite_fp16.onnx",
+                                                          "efficientpose-rt-lite_fp32.onnx"]
+    artifacts = json.loads((out / "manifest.json").read_text())["models"][0]["artifacts"]
+    assert {f"efficientpose-rt-lite/{k}" for k in published} == {f for a in artifacts for f in files_of(a)}
     manifest_before = (out / "manifest.json").read_bytes()
 
     # A forced rebuild of both, killed once its first candidate is written: nothing published changes.
@@ -169,7 +178,7 @@ def test_cli_partial_rebuild_then_a_killed_rebuild_leave_a_folder_that_verifies(
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert (out / "manifest.json").read_bytes() == manifest_before
-    assert {p.name: p.read_bytes() for p in (out / "efficientpose-rt-lite").iterdir()} == published
+    assert _files(out / "efficientpose-rt-lite") == published
     assert _verify(out, shared).returncode == 0
     assert subprocess.run(_cli(out, shared, "--formats", "onnx", "--precisions", "fp32,fp16", "--force")).returncode == 0
     assert _verify(out, shared).returncode == 0
