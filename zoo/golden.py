@@ -48,14 +48,14 @@ SAMPLED_VALUES = 1024  # larger ones: this many evenly spaced values (plus each 
 # `outputs_within` of the output's range for an `outputs_share` of the values (integer kernels of
 # two runtimes round a few values to a neighbouring step). Keypoints: as parity counts them, a
 # keypoint neither side finds (`decoder.min_score`) agrees. Measured: the web page's wasm
-# runtimes against this package's (README, "Golden vectors"): float outputs within 8.6e-4 of
-# their range; the float tolerances leave room for other kernels (a GPU delegate computing in
-# float16).
+# runtimes against this package's (README, "Golden vectors"): FP32 outputs within 9.3e-4 of
+# their range, FP16 within 1.0e-2 (BlazePose Heavy's mask); the float tolerances leave room for
+# other kernels (a GPU delegate computing in float16).
 _STEPS = {"matrix_abs": 1e-6, "input_rel_err": 1.01 / 255}
 TOLERANCES = {
     "fp32": {**_STEPS, "outputs_within": 5e-3, "outputs_share": 1.0, "keypoints_within": 0.01,
              "keypoints_share": 1.0, "scores_abs": 5e-3},
-    "fp16": {**_STEPS, "outputs_within": 2e-2, "outputs_share": 1.0, "keypoints_within": 0.01,
+    "fp16": {**_STEPS, "outputs_within": 5e-2, "outputs_share": 1.0, "keypoints_within": 0.01,
              "keypoints_share": 1.0, "scores_abs": 2e-2},
     "int8": {**_STEPS, "outputs_within": 0.1, "outputs_share": 0.9, "keypoints_within": 0.05,
              "keypoints_share": 0.95, "scores_abs": 0.25},
