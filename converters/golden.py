@@ -92,7 +92,8 @@ def write_golden(model: dict, directory: Path, cases: list[dict], threads: int =
         index = {"format": golden.FORMAT, "model": model["id"],
                  "artifact": {k: artifact[k] for k in ("path", "sha256", "format", "precision")},
                  "tolerance": golden.TOLERANCES[artifact["precision"]], "cases": entries}
-        folder = Path(directory) / Path(artifact["path"]).parent / "golden"
+        relative = golden.index_path(artifact["path"])
+        folder = (Path(directory) / relative).parent
         folder.mkdir(parents=True, exist_ok=True)
         for name, data in files.items():
             if not (folder / name).exists():
@@ -100,7 +101,6 @@ def write_golden(model: dict, directory: Path, cases: list[dict], threads: int =
                     tmp.write_bytes(data)
             written_files.add(folder / name)
         text = (json.dumps(index, indent=1) + "\n").encode()
-        relative = golden.index_path(artifact["path"])
         with atomic_path(Path(directory) / relative) as tmp:
             tmp.write_bytes(text)
         prefix = str(Path(relative).parent)

@@ -28,19 +28,19 @@ def open_reference(model: dict, resolver: Resolver):
     return open_original(variant, original.path), False
 
 
-def check_golden(manifest: dict, model: dict, artifact: dict, root: Path) -> dict | None:
-    """The artifact's golden vectors (zoo/golden.py) re-run through the runtime loader; None where
-    the manifest lists none. A missing or altered golden file is a failure, not an error."""
+def check_golden(model: dict, artifact: dict, root: Path) -> dict | None:
+    """The artifact's golden vectors (zoo/golden.py) re-run through the runtime loader's Predictor
+    (the artifact's hash is checked before); None where the manifest lists none. A missing or
+    altered golden file is a failure, not an error."""
     from posezoo import golden
-    from posezoo.loader import load
+    from posezoo.loader import Predictor
+    from posezoo.runtime import open_runtime
 
     if "golden" not in artifact:
         return None
     try:
-        index = golden.read_index(root, artifact)
-        predictor = load(manifest, model["id"], artifact["format"], artifact["precision"], artifact["origin"],
-                         directory=root)
-        return golden.check(predictor, index, root / Path(artifact["golden"]["path"]).parent)
+        return golden.check_artifact(Predictor(model, artifact, open_runtime(root / artifact["path"])), root,
+                                     artifact)
     except golden.GoldenError as e:
         return {"cases": 0, "keypoints_within": 0.0, "failures": [str(e)], "passed": False}
 
@@ -88,7 +88,7 @@ def verify_manifest(manifest_path: Path, images: Path | None, resolver: Resolver
                                      noise_floor=noise)
             log(f"{name}: hash ok, parity {'PASS' if report.passed else 'FAIL'} "
                 f"(rel_err {report.summary()['rel_err']:.3g}, pck@0.05 {report.pck['0.05']:.3f})")
-            golden = check_golden(manifest, model, art, root)
+            golden = check_golden(model, art, root)
             log(f"{name}: " + (f"golden vectors {'PASS' if golden['passed'] else 'FAIL'} ({golden['cases']} people, "
                                f"keypoints within tolerance {golden['keypoints_within']:.3f})" if golden
                                else "no golden vectors (built by a posezoo without them: rebuild to add them)"))

@@ -1,9 +1,9 @@
 """Golden vectors: the writer (converters/golden.py), the format and its check (zoo/golden.py),
 and their place in publish and verify. A small float TFLite (conftest's tiny_tflite) stands in
 for a model; the people are the real ones of ../shared/images."""
+import hashlib
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -160,14 +160,21 @@ def test_verify_reports_an_altered_golden_file(tiny_model, images):
 
     directory, model = tiny_model
     write_golden(model, directory, golden_cases(model, images))
-    manifest = {**empty_manifest("0.1"), "models": [model]}
     artifact = model["artifacts"][0]
-    assert check_golden(manifest, model, artifact, directory)["passed"]
+    assert check_golden(model, artifact, directory)["passed"]
     victim = directory / artifact["golden"]["files"][0]
     victim.write_bytes(victim.read_bytes() + b"\0")
-    report = check_golden(manifest, model, artifact, directory)
+    report = check_golden(model, artifact, directory)
     assert not report["passed"] and "sha256 differs" in report["failures"][0]
-    assert check_golden(manifest, model, {k: v for k, v in artifact.items() if k != "golden"}, directory) is None
+    assert check_golden(model, {k: v for k, v in artifact.items() if k != "golden"}, directory) is None
+    index = directory / artifact["golden"]["path"]  # an index without its tolerances, listed as it is
+    data = json.loads(index.read_text())
+    del data["tolerance"]["outputs_within"]
+    index.write_text(json.dumps(data))
+    listed = {**artifact, "golden": {**artifact["golden"], "sha256": hashlib.sha256(index.read_bytes()).hexdigest(),
+                                     "bytes": index.stat().st_size}}
+    report = check_golden(model, listed, directory)
+    assert not report["passed"] and "lacks outputs_within" in report["failures"][0]
 
 
 def test_the_loader_checks_golden_vectors_of_a_manifest_folder(tiny_model, images):
@@ -178,5 +185,4 @@ def test_the_loader_checks_golden_vectors_of_a_manifest_folder(tiny_model, image
     (directory / "manifest.json").write_text(json.dumps(manifest))
     predictor = load(directory / "manifest.json", "m-1", "tflite", "fp32")
     artifact = model["artifacts"][0]
-    assert golden.check(predictor, golden.read_index(directory, artifact),
-                        directory / Path(artifact["golden"]["path"]).parent)["passed"]
+    assert golden.check_artifact(predictor, directory, artifact)["passed"]

@@ -263,8 +263,8 @@ def test_every_artifact_passes_its_golden_vectors(zoo):
     manifest = json.loads(zoo.read_text())
     for model in manifest["models"]:
         for art in model["artifacts"]:
-            report = golden.check(load(zoo, model["id"], art["format"], art["precision"], art["origin"]),
-                                  golden.read_index(zoo.parent, art), zoo.parent / Path(art["golden"]["path"]).parent)
+            report = golden.check_artifact(load(zoo, model["id"], art["format"], art["precision"], art["origin"]),
+                                           zoo.parent, art)
             assert report["passed"] and report["keypoints_within"] == 1.0, (art["path"], report)
             assert report["matrix_abs"] == 0 and report["input_rel_err"] == 0, (art["path"], report)
 

@@ -113,8 +113,7 @@ for model in json.loads(manifest.read_text())["models"]:
         predict = posezoo.load(manifest, model["id"], a["format"], a["precision"], a["origin"])
         key = f"{model['id']} {a['format']} {a['precision']} {a['origin']}"
         result[key] = [predict(np.load(p)).keypoints.tolist() for p in photos]
-        report = golden.check(predict, golden.read_index(manifest.parent, a),
-                              manifest.parent / Path(a["golden"]["path"]).parent)
+        report = golden.check_artifact(predict, manifest.parent, a)
         result[key + " golden"] = [report["passed"], report["keypoints_within"]]
 print(json.dumps(result))
 """

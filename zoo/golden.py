@@ -25,7 +25,8 @@ within `matrix_abs` photo pixels; the tensor within `input_rel_err` of its range
 `outputs_share` of each output's (stored) values within `outputs_within` of its range; a
 `keypoints_share` of all the keypoints within `keypoints_within` of the crop's longer side (a
 keypoint neither side finds agrees, as in parity); scores within `scores_abs`.
-`check(predictor, index, folder)` is that comparison for this package's loader.
+`check(predictor, index, folder)` is that comparison for this package's loader;
+`check_artifact(predictor, directory, artifact)` reads the index a manifest entry names first.
 """
 from __future__ import annotations
 
@@ -38,6 +39,7 @@ import numpy as np
 
 from posezoo.decoders import keypoint_errors
 from posezoo.errors import PosezooError
+from posezoo.loader import crop_side
 
 FORMAT = "posezoo-golden/1"
 FULL_OUTPUT_VALUES = 4096  # outputs up to this many values are stored whole
@@ -116,15 +118,24 @@ def read_index(directory: Path, artifact: dict) -> dict:
     index = json.loads(data)
     if index.get("format") != FORMAT:
         raise GoldenError(f"golden index {path} is {index.get('format')!r}; this posezoo reads {FORMAT}")
+    missing = sorted(set(TOLERANCES["fp32"]) - set(index.get("tolerance") or {}))
+    if missing or not isinstance(index.get("cases"), list):
+        raise GoldenError(f"golden index {path} lacks {', '.join(missing) or 'its cases'}: it is not one this "
+                          "posezoo wrote; rebuild the model")
     return index
+
+
+def check_artifact(predictor, directory: Path, artifact: dict) -> dict:
+    """`check` on the golden vectors a manifest's artifact entry names, read from the manifest's
+    folder `directory` (the index's sha256 checked)."""
+    index = read_index(directory, artifact)
+    return check(predictor, index, (Path(directory) / artifact["golden"]["path"]).parent)
 
 
 def check(predictor, index: dict, folder: Path) -> dict:
     """Run `predictor` (a posezoo.loader.Predictor of the index's artifact) on every case, its
     own way from the photo to the pose, and compare each step with the golden numbers. Returns the
     worst deviation of each step, the share of keypoints within tolerance and the failures."""
-    from posezoo.loader import crop_side
-
     tol = index["tolerance"]
     worst = {"matrix_abs": 0.0, "input_rel_err": 0.0, "scores_abs": 0.0}
     outputs_report: dict[str, dict] = {}
