@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml requirements/lock.txt requirements/no-deps.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(VENV)/bin/python -m pip install --quiet -c requirements/lock.txt -e .
+	$(VENV)/bin/python -m pip install --quiet -c requirements/lock.txt -e '.[ray]'
 	$(VENV)/bin/python -m pip install --quiet --no-deps -r requirements/no-deps.txt
 	touch $@
 

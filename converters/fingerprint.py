@@ -37,6 +37,15 @@ def code_digest(family: str) -> str:
     return _digest_files(files, REPO)
 
 
+@lru_cache(maxsize=None)
+def package_digest() -> str:
+    """All of posezoo's code (every family, the CLI): what a Ray worker must run to build for this driver."""
+    files = [p for root in ("converters", "zoo", "recipes", "scripts") for p in (REPO / root).rglob("*")
+             if p.suffix in {".py", ".yaml", ".json", ".js", ".html"} and "node_modules" not in p.parts
+             and "__pycache__" not in p.parts]
+    return _digest_files(files, REPO)
+
+
 def images_digest(folder: Path) -> str:
     folder = Path(folder)
     return _digest_files((p for p in folder.rglob("*") if p.is_file()

@@ -54,6 +54,8 @@ class BuildOptions:
     force: bool = False  # rebuild models whose artifacts are up to date
     keep_going: bool = False  # a model whose files cannot be had is listed, not an error
     int8_fallback: str | None = None  # precision of the tensors an INT8 plan raises (default: the recipe's)
+    ray: str | None = None  # build on Ray: cluster.LOCAL (a local instance) or a cluster's address (converters/cluster.py)
+    ray_cpus: float = 1.0  # CPUs Ray reserves per model's task
 
 
 @dataclass
@@ -141,7 +143,13 @@ def build(variants: list, opts: BuildOptions, resolver: Resolver) -> BuildSummar
 
 def _run_jobs(inputs, stagings: list[Path], opts: BuildOptions):
     """Build each (variant, original, vendor files) into its staging folder, in `opts.jobs`
-    processes; yields (index, result) as each finishes."""
+    processes, or on Ray (`opts.ray`); yields (index, result) as each finishes."""
+    if opts.ray and inputs:
+        from .cluster import connected, run_build_jobs
+
+        with connected(opts.ray, opts.log) as ray:
+            yield from run_build_jobs(ray, inputs, stagings, opts, opts.ray_cpus)
+        return
     if opts.jobs <= 1 or len(inputs) <= 1:
         for k, (v, original, vendor) in enumerate(inputs):
             yield k, build_variant(v, original, opts, stagings[k], vendor)

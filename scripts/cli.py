@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from posezoo.converters import quiet
+from posezoo.converters import cluster, quiet
 from posezoo.errors import PosezooError, UsageError
 
 EXIT_FAILED_GATE = 1
@@ -100,7 +100,8 @@ def cmd_build(args) -> int:
     opts = BuildOptions(out=Path(args.out), calibration_images=Path(args.calibration_images), formats=args.formats,
                         precisions=args.precisions, checkpoint=args.checkpoint, max_samples=args.max_samples,
                         log=log, progress=not args.json, jobs=args.jobs, force=args.force,
-                        keep_going=args.keep_going, int8_fallback=args.int8_fallback)
+                        keep_going=args.keep_going, int8_fallback=args.int8_fallback, ray=args.ray,
+                        ray_cpus=args.ray_cpus)
     summary = build(variants, opts, _resolver(args))
     if args.json:
         print(json.dumps(summary.to_dict(), indent=2))
@@ -191,6 +192,7 @@ def parser() -> argparse.ArgumentParser:
                         "float for CPU runtimes, a16w8 (int16 activations, int8 weights) for accelerators")
     s.add_argument("--checkpoint", type=Path, help="convert your own file of the same architecture")
     s.add_argument("-j", "--jobs", type=_positive_int, default=1, help="build N models in parallel")
+    cluster.add_arguments(s, "build one model per Ray task")
     s.add_argument("--keep-going", action="store_true",
                    help="exit 0 even when an artifact fails its gate or a model's files cannot be had "
                         "(both listed as NOT PUBLISHED)")

@@ -213,11 +213,11 @@ def predict_all(predictor, ann: Annotations, names: list[str], progress) -> dict
 
 
 def evaluate(manifest_path: Path, ann: Annotations, resolver=None, ids=None, with_original: bool = True,
-             threads: int = 1, log=print, progress: bool = True) -> dict:
+             threads: int = 1, log=print, progress: bool = True, ray=None, ray_cpus: float = 1.0) -> dict:
+    """`ray`: a connected Ray module (posezoo.converters.cluster.connected) to shard the people over."""
     from tqdm import tqdm
 
     from posezoo.converters.calibration import parity_crop
-    from posezoo.loader import Predictor, load
     from posezoo.manifest import read_manifest
 
     manifest = read_manifest(manifest_path)
@@ -234,22 +234,21 @@ def evaluate(manifest_path: Path, ann: Annotations, resolver=None, ids=None, wit
                 f"of {ann.path.name}")
             continue
         crop = parity_crop(model)
-        runs = []
-        if with_original and not any(a["origin"] == "vendor" for a in model["artifacts"]):
-            from posezoo.scripts.verify import open_reference
-
-            reference, _ = open_reference(model, resolver)
-            runs.append((original_artifact(model), Predictor(model, original_artifact(model),
-                                                             reference.run, crop)))
-        for art in model["artifacts"]:
-            runs.append((art, load(manifest_path, model["id"], art["format"], art["precision"], art["origin"],
-                                   threads=threads, crop=crop)))
+        arts = model["artifacts"]
+        if with_original and not any(a["origin"] == "vendor" for a in arts):
+            arts = [original_artifact(model), *arts]
+        if ray is None:
+            runs = []
+            for art in arts:
+                predictor = _predictor(manifest_path, model, art, resolver, threads, crop)
+                with tqdm(total=len(ann.people), desc=_label(model, art), disable=not progress, file=sys.stderr,
+                          leave=False) as bar:
+                    runs.append(predict_all(predictor, ann, model["keypoints"]["names"], bar))
+        else:
+            runs = _predict_on_ray(ray, ray_cpus, manifest_path, model, arts, ann, resolver, threads, crop, progress)
         entry = {"id": model["id"], "crop": crop, "rows": [], "examples": []}
         reference_xy = None
-        for art, predictor in runs:
-            label = f"{model['id']} {art['format']} {art['precision']}" + (" (vendor)" if art["origin"] == "vendor" else "")
-            with tqdm(total=len(ann.people), desc=label, disable=not progress, file=sys.stderr, leave=False) as bar:
-                predictions = predict_all(predictor, ann, model["keypoints"]["names"], bar)
+        for art, predictions in zip(arts, runs):
             row = {"format": art["format"], "precision": art["precision"], "origin": art["origin"],
                    "path": art["path"], "people": len(predictions), **metric(ann, predictions)}
             if reference_xy is None:
@@ -273,6 +272,108 @@ def evaluate(manifest_path: Path, ann: Annotations, resolver=None, ids=None, wit
         entry["names"] = ann.names
         report["models"].append(entry)
     return report
+
+
+def _label(model: dict, art: dict) -> str:
+    return f"{model['id']} {art['format']} {art['precision']}" + (" (vendor)" if art["origin"] == "vendor" else "")
+
+
+def _predictor(manifest_path: Path, model: dict, art: dict, resolver, threads: int, crop: dict):
+    """The loader's Predictor of one artifact, or of the original in its own framework."""
+    from posezoo.loader import Predictor, load
+
+    if art["origin"] == "original":
+        from posezoo.scripts.verify import open_reference
+
+        reference, _ = open_reference(model, resolver)
+        return Predictor(model, art, reference.run, crop)
+    return load(manifest_path, model["id"], art["format"], art["precision"], art["origin"], threads=threads,
+                crop=crop)
+
+
+# --- on Ray: the people sharded by photo, each task loading each artifact once ------------------------
+
+def _predict_on_ray(ray, cpus: float, manifest_path: Path, model: dict, arts: list[dict], ann: Annotations,
+                    resolver, threads: int, crop: dict, progress: bool) -> list[dict]:
+    """predict_all of every run in `arts`, on Ray: the photos split into one shard per task slot of the
+    cluster, merged back into the people's order (so the metrics are those of a local run)."""
+    from tqdm import tqdm
+
+    from posezoo.converters import cluster, quiet
+    from posezoo.converters.sources import FileSpec
+
+    root = Path(manifest_path).parent
+    files = ray.put((Path(manifest_path).read_bytes(), {a["path"]: (root / a["path"]).read_bytes()
+                                                        for a in arts if a["origin"] != "original"}))
+    original = None
+    if arts[0]["origin"] == "original":
+        src = model["source"]
+        original = cluster.Shipped.of(resolver.resolve(FileSpec(src["file"], src["sha256"], src["bytes"]),
+                                                       f"{model['id']} (original {src['file']})"))
+    slots = max(1, int(ray.cluster_resources().get("CPU", 1) // cpus))
+    task = ray.remote(num_cpus=cpus, max_retries=cluster.RETRIES, retry_exceptions=False)(_predict_shard)
+    pending = [task.remote(cluster.toolchain(), quiet.verbose(), model, arts, files, original, shard, photos,
+                           threads, crop)
+               for shard, photos in _shards(ann, slots)]
+    merged: list[dict] = [{} for _ in arts]
+    with tqdm(total=len(pending), desc=f"{model['id']} on Ray ({len(pending)} shards)", disable=not progress,
+              file=sys.stderr, leave=False) as bar:
+        while pending:
+            (done,), pending = ray.wait(pending, num_returns=1)
+            for run, part in zip(merged, cluster.result_of(ray, done)):
+                run.update(part)
+            bar.update(1)
+    return [{p.key: run[p.key] for p in ann.people if p.key in run} for run in merged]
+
+
+def _shards(ann: Annotations, count: int) -> list[tuple[Annotations, dict[str, bytes]]]:
+    """`ann` cut into up to `count` parts of about equal people, never splitting a photo (a multi-person
+    model sees each photo once), each with its photos' bytes by file name."""
+    from dataclasses import replace
+
+    by_image: dict[Path, list[Person]] = {}
+    for person in ann.people:
+        by_image.setdefault(person.image, []).append(person)
+    parts: list[list[Person]] = [[] for _ in range(min(count, len(by_image)))]
+    for people in sorted(by_image.values(), key=len, reverse=True):  # largest photos first, onto the lightest part
+        min(parts, key=len).extend(people)
+    return [(replace(ann, people=part, coco=None),
+             {str(image): image.read_bytes() for image in dict.fromkeys(p.image for p in part)}) for part in parts]
+
+
+def _predict_shard(driver: dict, verbose: bool, model: dict, arts: list[dict], files, original, ann: Annotations,
+                   photos: dict[str, bytes], threads: int, crop: dict) -> list[dict]:
+    """On a Ray worker: the manifest's files and the shard's photos written to a private folder, each
+    run's predictions on the shard's people."""
+    import tempfile
+    from dataclasses import replace
+
+    from tqdm import tqdm
+
+    from posezoo.converters import cluster, quiet
+    from posezoo.converters.sources import Resolver
+
+    quiet.configure(verbose)
+    cluster.check_toolchain(driver)
+    manifest_bytes, artifacts = files
+    with tempfile.TemporaryDirectory(prefix=f"posezoo-eval-{model['id']}-") as tmp:
+        tmp = Path(tmp)
+        (tmp / "manifest.json").write_bytes(manifest_bytes)
+        cluster.unpack_folder(artifacts, tmp)
+        landed = {name: tmp / "photos" / f"{k}{Path(name).suffix}" for k, name in enumerate(photos)}
+        cluster.unpack_folder({path.relative_to(tmp).as_posix(): photos[name] for name, path in landed.items()}, tmp)
+        ann = replace(ann, people=[replace(p, image=landed[str(p.image)]) for p in ann.people])
+        resolver = None
+        if original is not None:
+            mirror = tmp / "original"
+            mirror.mkdir()
+            original.land(mirror)
+            resolver = Resolver(cache_dir=tmp / "cache", mirror_dir=mirror, offline=True)
+        runs = []
+        for art in arts:
+            predictor = _predictor(tmp / "manifest.json", model, art, resolver, threads, crop)
+            runs.append(predict_all(predictor, ann, model["keypoints"]["names"], tqdm(disable=True)))
+        return runs
 
 
 def agreement(predictions: dict, reference: dict, decoder: dict) -> dict:
@@ -321,6 +422,9 @@ def add_arguments(p) -> None:
     p.add_argument("--no-original", action="store_true", help="skip running the original (no recipe code, no checkpoint)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")
+    from posezoo.converters import cluster
+
+    cluster.add_arguments(p, "shard the people over Ray tasks")
 
 
 def run(args) -> int:
@@ -330,7 +434,14 @@ def run(args) -> int:
     resolver = Resolver(cache_dir=args.cache, mirror_dir=args.mirror, offline=args.offline)
     ids = [i.strip() for i in args.ids.split(",")] if args.ids else None
     log = (lambda m: print(m, file=sys.stderr)) if args.json else print
-    report = evaluate(args.manifest, ann, resolver, ids, not args.no_original, args.threads, log, progress=True)
+    if args.ray:
+        from posezoo.converters.cluster import connected
+
+        with connected(args.ray, log) as ray:
+            report = evaluate(args.manifest, ann, resolver, ids, not args.no_original, args.threads, log,
+                              progress=True, ray=ray, ray_cpus=args.ray_cpus)
+    else:
+        report = evaluate(args.manifest, ann, resolver, ids, not args.no_original, args.threads, log, progress=True)
     if not report["models"]:
         raise EvalError(f"no model of {args.manifest} predicts the keypoints {ann.names} of {args.annotations}: "
                         "nothing to evaluate (COCO AP needs COCO's 17 keypoint names, PCKh MPII's 16)")
