@@ -67,7 +67,19 @@ def add_arguments(parser, what: str) -> None:
     parser.add_argument("--ray", nargs="?", const=LOCAL, metavar="ADDRESS",
                         help=f"{what}: on a local Ray instance, or on the cluster at ADDRESS "
                              "(`ray start --head` prints it); needs pip install 'posezoo[ray]'")
-    parser.add_argument("--ray-cpus", type=float, default=1.0, metavar="N", help="CPUs Ray reserves per task")
+    parser.add_argument("--ray-cpus", type=_positive, default=1.0, metavar="N", help="CPUs Ray reserves per task")
+
+
+def _positive(text: str) -> float:
+    import argparse
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of CPUs")
+    return value
 
 
 @contextmanager
@@ -78,6 +90,8 @@ def connected(address: str, log=print):
         import ray
     except ImportError:
         raise ClusterError("--ray needs Ray: pip install 'posezoo[ray]'") from None
+    if address != LOCAL:
+        _check_reachable(address)
     try:
         context = ray.init(address=address, include_dashboard=False, logging_level="warning",
                            configure_logging=True)
@@ -92,6 +106,20 @@ def connected(address: str, log=print):
         yield ray
     finally:
         ray.shutdown()
+
+
+def _check_reachable(address: str, timeout: float = 10.0) -> None:
+    """Fail fast where nothing answers at a cluster's HOST:PORT (ray.init would retry for minutes)."""
+    import socket
+
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ClusterError(f"--ray {address}: expected the HOST:PORT that `ray start --head` prints")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise ClusterError(f"--ray {address}: nothing answers there ({e.strerror or e}). Start the cluster with "
+                           "`ray start --head` on that machine, or check the address and the firewall") from None
 
 
 def _check_nodes(nodes: list[dict]) -> None:

@@ -33,6 +33,25 @@ def test_a_worker_refuses_a_driver_with_another_toolchain():
     assert toolchain_differences(toolchain(), {**toolchain(), "posezoo_code": "0" * 64})[0].startswith("posezoo code")
 
 
+def test_an_unreachable_cluster_is_named_at_once(tmp_path, shared, capsys):
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    start = time.time()
+    assert main(["build", "efficientpose-rt-lite", "--out", str(tmp_path / "zoo"), "--calibration-images",
+                 str(shared / "images"), "--mirror", str(shared / "checkpoints"), "--cache", str(tmp_path / "cache"),
+                 "--offline", "--ray", f"127.0.0.1:{port}"]) == EXIT_BAD_INPUT
+    assert time.time() - start < 60  # ray.init alone would retry for minutes
+    assert f"--ray 127.0.0.1:{port}: nothing answers there" in capsys.readouterr().err
+    with pytest.raises(ClusterError, match="expected the HOST:PORT"):
+        cluster._check_reachable("headnode")
+    with pytest.raises(SystemExit):
+        main(["build", "efficientpose-rt-lite", "--out", str(tmp_path), "--ray-cpus", "0"])
+    assert "--ray-cpus: '0' is not a positive number of CPUs" in capsys.readouterr().err
+
+
 def test_shipped_bytes_land_verified(tmp_path):
     path = tmp_path / "model.tflite"
     path.write_bytes(b"weights")
