@@ -15,6 +15,7 @@ import hashlib
 import os
 import platform
 import tempfile
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from functools import lru_cache
@@ -188,6 +189,7 @@ def run_build_jobs(ray, inputs, stagings: list[Path], opts, cpus_per_task: float
     task = ray.remote(num_cpus=cpus_per_task, max_retries=RETRIES, retry_exceptions=False)(_build_on_worker)
     driver = toolchain()
     worker_opts = replace(opts, log=print, progress=False, calibration_images=None, jobs=1)
+    submitted = time.time()
     pending = {task.remote(driver, quiet.verbose(), variant, original and Shipped.of(original),
                            {key: Shipped.of(file) for key, file in vendor.items()}, photos, worker_opts): k
                for k, (variant, original, vendor) in enumerate(inputs)}
@@ -197,6 +199,8 @@ def run_build_jobs(ray, inputs, stagings: list[Path], opts, cpus_per_task: float
             k = pending.pop(done)
             result, files = result_of(ray, done)
             unpack_folder(files, stagings[k])
+            opts.log(f"[{inputs[k][0].id}] from Ray: {sum(map(len, files.values())) / 1e6:.1f} MB of files, "
+                     f"{time.time() - submitted:.1f} s after submission, {result.seconds:.1f} s of it building")
             yield k, result
     finally:
         for ref in pending:  # interrupted: nothing else lands; the models already published stay
