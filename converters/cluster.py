@@ -114,6 +114,9 @@ def _check_reachable(address: str, timeout: float = 10.0) -> None:
     import socket
 
     host, _, port = address.rpartition(":")
+    if "://" in address:
+        raise ClusterError(f"--ray {address}: Ray Client addresses are not supported; pass the HOST:PORT that "
+                           "`ray start --head` prints (the driver must reach the cluster's object store)")
     if not host or not port.isdigit():
         raise ClusterError(f"--ray {address}: expected the HOST:PORT that `ray start --head` prints")
     try:

@@ -47,6 +47,8 @@ def test_an_unreachable_cluster_is_named_at_once(tmp_path, shared, capsys):
     assert f"--ray 127.0.0.1:{port}: nothing answers there" in capsys.readouterr().err
     with pytest.raises(ClusterError, match="expected the HOST:PORT"):
         cluster._check_reachable("headnode")
+    with pytest.raises(ClusterError, match="Ray Client addresses are not supported"):
+        cluster._check_reachable("ray://headnode:10001")
     with pytest.raises(SystemExit):
         main(["build", "efficientpose-rt-lite", "--out", str(tmp_path), "--ray-cpus", "0"])
     assert "--ray-cpus: '0' is not a positive number of CPUs" in capsys.readouterr().err
