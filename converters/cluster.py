@@ -36,8 +36,7 @@ class ClusterError(PosezooError):
 @lru_cache(maxsize=None)
 def toolchain() -> dict:
     """What must be identical on the driver and every worker: Python, the pinned tools, posezoo's code."""
-    from .fingerprint import package_digest
-    from .pipeline import tool_versions
+    from .fingerprint import package_digest, tool_versions
 
     return {"python": platform.python_version(), "tools": tool_versions(), "posezoo_code": package_digest()}
 
@@ -185,15 +184,17 @@ def unpack_folder(files: dict[str, bytes], folder: Path) -> Path:
 
 # --- build ------------------------------------------------------------------------------------------
 
-def run_build_jobs(ray, inputs, stagings: list[Path], opts, cpus_per_task: float):
-    """The Ray twin of pipeline._run_jobs: one task per model; yields (index, result) as each
-    finishes, after writing the files its worker staged into that model's staging folder."""
+def run_build_jobs(ray, build_variant, inputs, stagings: list[Path], opts, cpus_per_task: float):
+    """The Ray twin of pipeline._run_jobs: one task per model, each running `build_variant`
+    (pipeline's, passed in so that this module does not import the pipeline that calls it);
+    yields (index, result) as each finishes, after writing the files its worker staged into that
+    model's staging folder."""
     photos = ray.put((Path(opts.calibration_images).resolve().name, pack_folder(opts.calibration_images)))
     task = ray.remote(num_cpus=cpus_per_task, max_retries=RETRIES, retry_exceptions=False)(_build_on_worker)
     driver = toolchain()
     worker_opts = replace(opts, log=print, progress=False, calibration_images=None, jobs=1)
     submitted = time.time()
-    pending = {task.remote(driver, quiet.verbose(), variant, original and Shipped.of(original),
+    pending = {task.remote(build_variant, driver, quiet.verbose(), variant, original and Shipped.of(original),
                            {key: Shipped.of(file) for key, file in vendor.items()}, photos, worker_opts): k
                for k, (variant, original, vendor) in enumerate(inputs)}
     try:
@@ -220,11 +221,10 @@ def result_of(ray, ref):
         raise
 
 
-def _build_on_worker(driver: dict, verbose: bool, variant, original: Shipped | None, vendor: dict, photos, opts):
+def _build_on_worker(build_variant, driver: dict, verbose: bool, variant, original: Shipped | None, vendor: dict,
+                     photos, opts):
     """On a worker: build one model from shipped bytes into a private folder; return its result
     and every file it staged (relative paths, as the driver's staging folder will hold them)."""
-    from .pipeline import build_variant
-
     quiet.configure(verbose)
     check_toolchain(driver)
     name, files = photos

@@ -11,11 +11,19 @@ import hashlib
 import json
 import os
 from functools import lru_cache
+from importlib.metadata import version
 from pathlib import Path
 
 from .calibration import IMAGE_SUFFIXES
 
 REPO = Path(__file__).resolve().parents[1]
+TOOLS = ("tf2onnx", "onnx2tf", "onnx", "onnxsim", "onnxruntime", "onnxconverter-common", "tensorflow-cpu",
+         "ai-edge-litert", "ai-edge-quantizer", "aimet-onnx")
+
+
+def tool_versions() -> dict[str, str]:
+    """The converters' and runtimes' versions a build depends on (also what every Ray node must match)."""
+    return {t: version(t) for t in TOOLS}
 
 
 def _digest_files(paths, root: Path) -> str:

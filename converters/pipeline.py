@@ -21,6 +21,7 @@ import numpy as np
 
 from . import calibration, formats, int8_targets, parity
 from .complexity import complexity
+from .fingerprint import tool_versions
 from .formats import Conversion
 from .golden import golden_cases, write_golden
 from .metadata import essentials
@@ -35,8 +36,6 @@ FORMATS = tuple(formats.FORMATS)  # the default: every registered format
 REFERENCE_RUNTIME = {"tflite": "original in TFLite reference kernels", "keras": "original in tf_keras (TensorFlow)",
                      "torch": "original in PyTorch", "saved_model": "original SavedModel in TensorFlow"}
 PRECISIONS = ("fp32", "fp16", "int8")
-TOOLS = ("tf2onnx", "onnx2tf", "onnx", "onnxsim", "onnxruntime", "onnxconverter-common", "tensorflow-cpu",
-         "ai-edge-litert", "ai-edge-quantizer", "aimet-onnx")
 
 
 @dataclass
@@ -148,7 +147,7 @@ def _run_jobs(inputs, stagings: list[Path], opts: BuildOptions):
         from .cluster import connected, run_build_jobs
 
         with connected(opts.ray, opts.log) as ray:
-            yield from run_build_jobs(ray, inputs, stagings, opts, opts.ray_cpus)
+            yield from run_build_jobs(ray, build_variant, inputs, stagings, opts, opts.ray_cpus)
         return
     if opts.jobs <= 1 or len(inputs) <= 1:
         for k, (v, original, vendor) in enumerate(inputs):
@@ -169,10 +168,6 @@ def _lap(steps: dict[str, float], name: str, since: float) -> float:
     now = time.time()
     steps[name] = round(steps.get(name, 0.0) + now - since, 2)
     return now
-
-
-def tool_versions() -> dict[str, str]:
-    return {t: version(t) for t in TOOLS}
 
 
 def resolve_original(variant, resolver: Resolver, checkpoint: Path | None) -> ResolvedFile:
