@@ -12,7 +12,6 @@ process dies (`RETRIES`); a task that raises is not retried (a bad recipe fails 
 from __future__ import annotations
 
 import hashlib
-import os
 import platform
 import tempfile
 import time
@@ -112,10 +111,10 @@ def _check_reachable(address: str, timeout: float = 10.0) -> None:
     """Fail fast where nothing answers at a cluster's HOST:PORT (ray.init would retry for minutes)."""
     import socket
 
-    host, _, port = address.rpartition(":")
     if "://" in address:
         raise ClusterError(f"--ray {address}: Ray Client addresses are not supported; pass the HOST:PORT that "
                            "`ray start --head` prints (the driver must reach the cluster's object store)")
+    host, _, port = address.rpartition(":")
     if not host or not port.isdigit():
         raise ClusterError(f"--ray {address}: expected the HOST:PORT that `ray start --head` prints")
     try:
@@ -161,10 +160,10 @@ class Shipped:
     def land(self, folder: Path):
         """Write the bytes under `folder` (the same file name) and check them; the ResolvedFile there."""
         path = Path(folder) / Path(self.resolved.path).name
-        path.write_bytes(self.data)
         if hashlib.sha256(self.data).hexdigest() != self.resolved.sha256:
             raise ClusterError(f"{path.name}: the bytes that reached the worker do not have sha256 "
                                f"{self.resolved.sha256}")
+        path.write_bytes(self.data)
         return replace(self.resolved, path=path)
 
 
@@ -241,5 +240,5 @@ def _build_on_worker(build_variant, driver: dict, verbose: bool, variant, origin
 
 
 def _folder(path: Path) -> Path:
-    os.makedirs(path, exist_ok=True)
-    return Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    return path

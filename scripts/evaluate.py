@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from posezoo.converters import annotations
+from posezoo.converters import annotations, cluster, quiet
 from posezoo.converters.annotations import Person
 from posezoo.errors import PosezooError
 
@@ -299,7 +299,6 @@ def _predict_on_ray(ray, cpus: float, manifest_path: Path, model: dict, arts: li
     cluster, merged back into the people's order (so the metrics are those of a local run)."""
     from tqdm import tqdm
 
-    from posezoo.converters import cluster, quiet
     from posezoo.converters.sources import FileSpec
 
     root = Path(manifest_path).parent
@@ -350,7 +349,6 @@ def _predict_shard(driver: dict, verbose: bool, model: dict, arts: list[dict], f
 
     from tqdm import tqdm
 
-    from posezoo.converters import cluster, quiet
     from posezoo.converters.sources import Resolver
 
     quiet.configure(verbose)
@@ -360,9 +358,9 @@ def _predict_shard(driver: dict, verbose: bool, model: dict, arts: list[dict], f
         tmp = Path(tmp)
         (tmp / "manifest.json").write_bytes(manifest_bytes)
         cluster.unpack_folder(artifacts, tmp)
-        landed = {name: tmp / "photos" / f"{k}{Path(name).suffix}" for k, name in enumerate(photos)}
-        cluster.unpack_folder({path.relative_to(tmp).as_posix(): photos[name] for name, path in landed.items()}, tmp)
-        ann = replace(ann, people=[replace(p, image=landed[str(p.image)]) for p in ann.people])
+        landed = {name: f"photos/{k}{Path(name).suffix}" for k, name in enumerate(photos)}  # photo names may clash
+        cluster.unpack_folder({landed[name]: data for name, data in photos.items()}, tmp)
+        ann = replace(ann, people=[replace(p, image=tmp / landed[str(p.image)]) for p in ann.people])
         resolver = None
         if original is not None:
             mirror = tmp / "original"
@@ -422,8 +420,6 @@ def add_arguments(p) -> None:
     p.add_argument("--no-original", action="store_true", help="skip running the original (no recipe code, no checkpoint)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")
-    from posezoo.converters import cluster
-
     cluster.add_arguments(p, "shard the people over Ray tasks")
 
 
@@ -435,9 +431,7 @@ def run(args) -> int:
     ids = [i.strip() for i in args.ids.split(",")] if args.ids else None
     log = (lambda m: print(m, file=sys.stderr)) if args.json else print
     if args.ray:
-        from posezoo.converters.cluster import connected
-
-        with connected(args.ray, log) as ray:
+        with cluster.connected(args.ray, log) as ray:
             report = evaluate(args.manifest, ann, resolver, ids, not args.no_original, args.threads, log,
                               progress=True, ray=ray, ray_cpus=args.ray_cpus)
     else:
