@@ -62,6 +62,7 @@ class Int8Build:
     fallback: str
     rounding: dict  # how the weights were rounded (converters/learned_rounding.py)
     fp32: Path  # an FP32 file of the same format and graph it is measured against (size, latency)
+    weights: str = "int8 per-channel (symmetric)"  # the weights' grid, in words (the manifest's)
 
 
 @dataclass(frozen=True)
@@ -147,8 +148,8 @@ def _onnx_quantize(c: Conversion, evaluate) -> Int8Build:
     import onnx
 
     from .fileio import atomic_path
-    from .onnx_int8 import (measure_sensitivity, onnx_to_int8, output_head_nodes, qdq_knobs, weight_params,
-                            with_float)
+    from .onnx_int8 import (WEIGHTS, measure_sensitivity, onnx_to_int8, output_head_nodes, qdq_knobs,
+                            weight_params, with_float)
 
     start, rounding = _int8_start(c)
     c.log(f"[{c.model_id}] ONNX INT8 (static QDQ, {c.int8['method']}) with per-tensor mixed precision")
@@ -171,7 +172,7 @@ def _onnx_quantize(c: Conversion, evaluate) -> Int8Build:
         return target
 
     result = search(knobs, *weight_params(qdq), build, evaluate, 1.0, measure, always)
-    return Int8Build(result, target, c.int8["method"], c.int8["fallback"], rounding, c.fp32_onnx)
+    return Int8Build(result, target, c.int8["method"], c.int8["fallback"], rounding, c.fp32_onnx, WEIGHTS)
 
 
 def _onnx_info(path: Path) -> dict:
