@@ -41,6 +41,31 @@ class TFLiteOutputs:
     saved_model: Path
 
 
+def _tiles_as_expands(model) -> None:
+    """Write each Tile that only repeats axes of size 1 as the Expand it equals. onnx2tf 1.29.24
+    indexes a Tile's constant repeats by a permutation of their own rank (`repeats[[0]]`), so
+    repeats [1, 1, 17] of a [1, 6, 1] tensor become [1] and the conversion fails (MoveNet
+    MultiPose); an Expand to the output shape computes the same broadcast."""
+    import onnx
+    from onnx import numpy_helper
+
+    inferred = onnx.shape_inference.infer_shapes(model)
+    shapes = {v.name: [d.dim_value if d.HasField("dim_value") else None for d in v.type.tensor_type.shape.dim]
+              for v in [*inferred.graph.value_info, *inferred.graph.input]}
+    constants = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type != "Tile" or node.input[1] not in constants:
+            continue
+        shape, repeats = shapes.get(node.input[0]), constants[node.input[1]]
+        if not shape or None in shape or len(shape) != len(repeats):
+            continue
+        if all(r == 1 or d == 1 for d, r in zip(shape, repeats)):
+            target = numpy_helper.from_array(np.asarray([d * r for d, r in zip(shape, repeats)], np.int64),
+                                             f"{node.name or node.output[0]}_expanded_shape")
+            model.graph.initializer.append(target)
+            node.op_type, node.input[1] = "Expand", target.name
+
+
 def sanitize_names(onnx_in: Path, onnx_out: Path) -> list[str]:
     """Rename every internal tensor and node to [A-Za-z0-9_]; graph inputs only lose other
     characters (onnx2tf renames `serving_default_input:0` itself, and then its keep-NHWC option
@@ -64,6 +89,7 @@ def sanitize_names(onnx_in: Path, onnx_out: Path) -> list[str]:
             renamed[name] = f"t{len(renamed)}_" + re.sub(r"[^A-Za-z0-9_]", "_", name)[-48:]
         return renamed[name]
 
+    _tiles_as_expands(model)
     for init in graph.initializer:
         init.name = clean(init.name)
     for vi in graph.value_info:

@@ -72,7 +72,7 @@ class Int8Quantizer:
                     break
                 op = producer.get(op["inputs"][0])
         return [Knob(name[op["outputs"][0]], "op", 0, raised=self._raised(name[op["outputs"][0]]))
-                for op in ops if op["outputs"]], heads
+                for op in ops if len(op["outputs"])], heads
 
     def _raised(self, op: str) -> str:
         """The precision of `op` when a plan raises it (the op writing a graph output is never
@@ -87,7 +87,7 @@ class Int8Quantizer:
         constants = {t["index"] for t in self.interpreter.get_tensor_details()
                      if len(t["shape"]) >= 2 and self._is_constant(t["index"])}
         return {name[op["outputs"][0]] for op in self.interpreter._get_ops_details()
-                if op["outputs"] and constants & set(op["inputs"])}
+                if len(op["outputs"]) and constants & set(op["inputs"])}
 
     def _is_constant(self, index: int) -> bool:
         try:

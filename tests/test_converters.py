@@ -203,3 +203,69 @@ def test_tflite_a16w8_fallback_raises_ops_to_int16_activations_on_int8_weights(c
     assert len(int16) > 2  # the raised ops write int16 activations
     assert tflite_int8_weight_share(path) == 1.0
     assert report(chain, path).pck["0.05"] > 0.5
+
+
+def test_tiles_of_size_one_axes_reach_onnx2tf_as_the_expands_they_equal(tmp_path):
+    """onnx2tf 1.29.24 misreads a Tile's constant repeats (MoveNet MultiPose's [1, 1, 17] became
+    [1]); sanitize_names hands it an Expand instead where the Tile only repeats axes of size 1, and
+    leaves a Tile that repeats a longer axis alone."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from posezoo.converters.onnx_to_tflite import sanitize_names
+
+    graph = helper.make_graph(
+        [helper.make_node("Tile", ["x", "r1"], ["y1"], name="tile_ones"),
+         helper.make_node("Tile", ["y1", "r2"], ["y2"], name="tile_long")],
+        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 6, 1])],
+        [helper.make_tensor_value_info("y2", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(np.array([1, 1, 17], np.int64), "r1"),
+         numpy_helper.from_array(np.array([1, 2, 1], np.int64), "r2")])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "in.onnx")
+    sanitize_names(tmp_path / "in.onnx", tmp_path / "out.onnx")
+    assert [n.op_type for n in onnx.load(tmp_path / "out.onnx").graph.node] == ["Expand", "Tile"]
+    x = np.arange(6, dtype=np.float32).reshape(1, 6, 1)
+    before, after = (ort.InferenceSession(str(tmp_path / f), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+                     for f in ("in.onnx", "out.onnx"))
+    assert after.shape == (1, 12, 17) and np.array_equal(before, after)
+
+
+def test_fp16_gives_a_constant_shared_with_a_float32_op_its_own_copy(tmp_path):
+    """onnxconverter-common keeps Min in float32 and with it the constant Min shares with Sub; the
+    float16 Sub would then mix types and onnxruntime refuses the file (MoveNet MultiPose)."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Sub", ["one", "x"], ["a"]), helper.make_node("Min", ["a", "one"], ["y"])],
+        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+        [numpy_helper.from_array(np.array(1.0, np.float32), "one")])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "fp32.onnx")
+    onnx_to_fp16(tmp_path / "fp32.onnx", tmp_path / "fp16.onnx")
+    session = ort.InferenceSession(str(tmp_path / "fp16.onnx"), providers=["CPUExecutionProvider"])
+    x = np.array([[0.25, 0.5, -2.0, 3.0]], np.float32)
+    np.testing.assert_allclose(session.run(None, {"x": x})[0], np.minimum(1 - x, 1), atol=1e-3)
+
+
+def test_int8_knobs_of_a_graph_with_an_op_of_two_outputs(tmp_path):
+    """MoveNet's graphs split and unpack tensors: ops with several outputs get one knob, by their first."""
+    import tensorflow as tf
+
+    class Net(tf.Module):
+        weights = tf.constant(np.random.default_rng(0).normal(0, 0.3, (3, 3, 3, 4)).astype(np.float32))
+
+        @tf.function(input_signature=[tf.TensorSpec([1, 8, 8, 3], tf.float32)])
+        def __call__(self, x):
+            first, second = tf.split(tf.nn.conv2d(x, self.weights, 1, "SAME"), 2, axis=-1)
+            return {"Identity": first * second}
+
+    net = Net()
+    tf.saved_model.save(net, str(tmp_path / "net"), signatures=net.__call__)
+    calib = [np.random.default_rng(k).random((1, 8, 8, 3), np.float32) for k in range(4)]
+    quantizer = Int8Quantizer(tmp_path / "net", calib, ["Identity"])
+    knobs, heads = quantizer.knobs()
+    ops = {op["op_name"] for op in quantizer.interpreter._get_ops_details()}
+    assert "SPLIT" in ops and len(knobs) == len(ops) and heads
