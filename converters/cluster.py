@@ -149,22 +149,31 @@ def _worker_toolchain() -> tuple[str, dict]:
 
 @dataclass
 class Shipped:
-    """A verified file travelling to a worker: its bytes, and the ResolvedFile the driver made of it."""
+    """A verified file travelling to a worker, with the files read beside it (a tfjs model's
+    weights): their bytes, and the ResolvedFile the driver made of it."""
     resolved: object  # posezoo.converters.sources.ResolvedFile
     data: bytes
+    companions: tuple[bytes, ...] = ()  # in the order of resolved.companions
 
     @classmethod
     def of(cls, resolved) -> "Shipped":
-        return cls(resolved, Path(resolved.path).read_bytes())
+        return cls(resolved, Path(resolved.path).read_bytes(),
+                   tuple(Path(c.path).read_bytes() for c in resolved.companions))
 
     def land(self, folder: Path):
-        """Write the bytes under `folder` (the same file name) and check them; the ResolvedFile there."""
-        path = Path(folder) / Path(self.resolved.path).name
-        if hashlib.sha256(self.data).hexdigest() != self.resolved.sha256:
-            raise ClusterError(f"{path.name}: the bytes that reached the worker do not have sha256 "
-                               f"{self.resolved.sha256}")
-        path.write_bytes(self.data)
-        return replace(self.resolved, path=path)
+        """Write the bytes under `folder` (the same file names, side by side) and check them; the
+        ResolvedFile there."""
+        files = [(self.resolved, self.data), *zip(self.resolved.companions, self.companions)]
+        for resolved, data in files:  # all checked before any is written
+            if hashlib.sha256(data).hexdigest() != resolved.sha256:
+                raise ClusterError(f"{Path(resolved.path).name}: the bytes that reached the worker do not have "
+                                   f"sha256 {resolved.sha256}")
+        landed = []
+        for resolved, data in files:
+            path = Path(folder) / Path(resolved.path).name
+            path.write_bytes(data)
+            landed.append(replace(resolved, path=path))
+        return replace(landed[0], companions=tuple(landed[1:]))
 
 
 def pack_folder(folder: Path) -> dict[str, bytes]:

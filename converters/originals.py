@@ -1,10 +1,11 @@
 """The original model running in its own framework: the reference for parity and the start of
 every conversion. A TFLite original runs on TFLite's reference kernels; a Keras original on
 tf_keras and a PyTorch original in torch (the family's recipe code builds both, without running
-code from the file); a SavedModel through its serving signature in TensorFlow.
+code from the file); a SavedModel through its serving signature and a TensorFlow.js graph model
+as a graph, both in TensorFlow.
 
-Keras, PyTorch and SavedModel originals execute graph code from the file, so `open_original` opens
-them in a sandboxed child process (converters/sandbox.py) that runs `open_in_process` there.
+Keras, PyTorch, SavedModel and tfjs graph originals execute graph code from the file, so
+`open_original` opens them in a sandboxed child process (converters/sandbox.py) that runs `open_in_process` there.
 TFLite originals stay in-process: the interpreter runs only its built-in kernels, which cannot
 open files or sockets."""
 from __future__ import annotations
@@ -82,17 +83,12 @@ class TorchOriginal:
         return None
 
 
-class SavedModelOriginal:
-    """A SavedModel tarball (posezoo.converters.saved_model), unpacked into a folder that lives as long as
-    this object."""
+class TFFunctionOriginal:
+    """An original that is a tf.function of the recipe's input returning the recipe's outputs
+    (`forward`): run in TensorFlow, converted to ONNX by tf2onnx."""
 
-    def __init__(self, archive: Path, input_spec: dict, output_names: list[str]):
-        from .saved_model import load_serving, serving_function, unpack
-
-        self._folder = tempfile.TemporaryDirectory(prefix="posezoo-savedmodel-")
-        self._loaded, serving = load_serving(unpack(archive, Path(self._folder.name)), source=archive)
-        self.forward = serving_function(serving, input_spec, output_names)
-        self.input_name = input_spec["name"]
+    forward = None  # set by the subclass
+    input_name = ""
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         outputs = self.forward(feeds.get(self.input_name, next(iter(feeds.values()))))
@@ -107,7 +103,32 @@ class SavedModelOriginal:
         return None
 
 
-FAMILY_MODULE = {"keras": "original", "torch": "model", "saved_model": None}  # recipes/<family>/<name>.py
+class SavedModelOriginal(TFFunctionOriginal):
+    """A SavedModel tarball (posezoo.converters.saved_model), unpacked into a folder that lives as long as
+    this object."""
+
+    def __init__(self, archive: Path, input_spec: dict, output_names: list[str]):
+        from .saved_model import load_serving, serving_function, unpack
+
+        self._folder = tempfile.TemporaryDirectory(prefix="posezoo-savedmodel-")
+        self._loaded, serving = load_serving(unpack(archive, Path(self._folder.name)), source=archive)
+        self.forward = serving_function(serving, input_spec, output_names)
+        self.input_name = input_spec["name"]
+
+
+class TfjsGraphOriginal(TFFunctionOriginal):
+    """A TensorFlow.js graph model (model.json, its weight files beside it) in TensorFlow
+    (posezoo.converters.tfjs_graph)."""
+
+    def __init__(self, path: Path, input_spec: dict, output_names: list[str]):
+        from .tfjs_graph import TfjsGraphFunction
+
+        self.forward = TfjsGraphFunction(path, input_spec, output_names).forward
+        self.input_name = input_spec["name"]
+
+
+# recipes/<family>/<name>.py that builds an original of each format (None: the file alone does)
+FAMILY_MODULE = {"keras": "original", "torch": "model", "saved_model": None, "tfjs_graph": None}
 
 
 def open_original(variant, path: Path):
@@ -128,7 +149,7 @@ def open_original(variant, path: Path):
 
 
 def open_in_process(fmt: str, module: str | None, variant: str, recipe: dict, path: Path):
-    """A Keras, PyTorch or SavedModel original in this process (what the sandbox's child runs):
+    """A Keras, PyTorch, SavedModel or tfjs graph original in this process (what the sandbox's child runs):
     `module` builds Keras (`load(path, recipe)`) and PyTorch (`load_official(path, variant)`) ones."""
     outputs = [o["name"] for o in recipe["outputs"]]
     if fmt == "keras":
@@ -137,4 +158,6 @@ def open_in_process(fmt: str, module: str | None, variant: str, recipe: dict, pa
         return TorchOriginal(importlib.import_module(module).load_official(path, variant), recipe["input"], outputs)
     if fmt == "saved_model":
         return SavedModelOriginal(path, recipe["input"], outputs)
+    if fmt == "tfjs_graph":
+        return TfjsGraphOriginal(path, recipe["input"], outputs)
     raise ValueError(f"{fmt} originals do not open in a sandbox")

@@ -19,7 +19,7 @@ from typing import Callable
 
 import numpy as np
 
-from . import calibration, formats, int8_targets, parity
+from . import calibration, formats, int8_targets, parity, tfjs_graph
 from .complexity import complexity
 from .fingerprint import tool_versions
 from .formats import Conversion
@@ -30,11 +30,12 @@ from .originals import TFLiteOriginal, open_original
 from .parity import ParityBench
 from .runtimes import open_runner, runtime_versions
 from .simplify import simplify
-from .sources import ResolvedFile, Resolver, SourceError, user_checkpoint
+from .sources import NotAvailable, ResolvedFile, Resolver, SourceError, user_checkpoint, user_checkpoint_companion
 
 FORMATS = tuple(formats.FORMATS)  # the default: every registered format
 REFERENCE_RUNTIME = {"tflite": "original in TFLite reference kernels", "keras": "original in tf_keras (TensorFlow)",
-                     "torch": "original in PyTorch", "saved_model": "original SavedModel in TensorFlow"}
+                     "torch": "original in PyTorch", "saved_model": "original SavedModel in TensorFlow",
+                     "tfjs_graph": "original tfjs graph model in TensorFlow"}
 PRECISIONS = ("fp32", "fp16", "int8")
 
 
@@ -114,7 +115,7 @@ def build(variants: list, opts: BuildOptions, resolver: Resolver) -> BuildSummar
         if original is not None:
             v = v.for_original(original.sha256)  # an alternative original (a pinned TFLite) converts as its own format
             log(f"[{v.id}] original: {original.describe()}")
-        fp = fingerprint(v, original.sha256 if original else None, [f.sha256 for f in vendor.values()], opts,
+        fp = fingerprint(v, original.digest if original else None, [f.sha256 for f in vendor.values()], opts,
                          tools, images)
         if not opts.force and up_to_date(existing.get(v.id), fp, out):
             log(f"[{v.id}] up to date: same recipe, originals, photos, options, tools and code as its "
@@ -176,8 +177,11 @@ def resolve_original(variant, resolver: Resolver, checkpoint: Path | None) -> Re
     converted: handed over as a checkpoint, they are refused with what to do instead."""
     what = f"{variant.id} (original {variant.file.name})"
     if not checkpoint:
-        return resolver.resolve(variant.file, what)
+        return _resolve_published(variant, resolver, what)
     original = user_checkpoint(checkpoint, what, variant.pinned_files)
+    if original.verified_as is not None and original.verified_as.companions:  # a tfjs model.json: its weight files
+        original = replace(original, companions=tuple(
+            user_checkpoint_companion(original, spec, what) for spec in original.verified_as.companions))
     for (fmt, precision), spec in variant.vendor_files.items():
         if original.verified_as == spec:
             originals = ", ".join([variant.file.name, *(s.name for _, s in variant.alternative_originals)])
@@ -188,6 +192,21 @@ def resolve_original(variant, resolver: Resolver, checkpoint: Path | None) -> Re
     return original
 
 
+def _resolve_published(variant, resolver: Resolver, what: str) -> ResolvedFile:
+    """The recipe's original, else the first of its alternative originals that can be had (those
+    in the cache or the mirror before any download): MoveNet from Google's float16 TFLite, then
+    from the tfjs bundle on npm, where Google's SavedModel is not handed over."""
+    alternatives = [spec for _, spec in variant.alternative_originals]
+    if not alternatives:
+        return resolver.resolve(variant.file, what)
+    try:
+        return resolver.resolve_first([variant.file, *alternatives], what)
+    except NotAvailable as e:
+        names = ", ".join(spec.name for spec in alternatives)
+        raise NotAvailable(f"{e}\n  Nor could any of the files this model can also be built from ({names}) be "
+                           "had; put one in the mirror folder, or hand one over with --checkpoint.") from None
+
+
 def _source_entry(spec, original: ResolvedFile) -> dict:
     entry = {"file": spec.name, "sha256": original.sha256, "bytes": original.bytes,
              "origin": original.origin, "urls": [s.describe() for s in spec.sources]}
@@ -195,25 +214,34 @@ def _source_entry(spec, original: ResolvedFile) -> dict:
         entry.update(user_supplied=True, file=Path(original.path).name)
         if original.verified_as is not None:
             entry["verified_as"] = original.verified_as.provenance()
+    if original.companions:
+        entry["companions"] = [{"file": Path(c.path).name, "sha256": c.sha256, "bytes": c.bytes}
+                               for c in original.companions]
     return entry
 
 
 def resolve_inputs(variant, resolver: Resolver, checkpoint: Path | None,
                    precisions: tuple[str, ...]) -> tuple[ResolvedFile | None, dict]:
     """The files a build of `precisions` needs: the publisher's own files for the precisions they
-    cover, and the original for the rest. With a checkpoint we convert every precision ourselves,
-    and the publisher's files that can be had are measured beside ours (build_variant)."""
-    vendor = {}
+    cover, and the original for the rest (also for a precision whose publisher's file cannot be
+    had: MoveNet Thunder's INT8 TFLite, which only TF Hub serves). With a checkpoint we convert
+    every precision ourselves, and the publisher's files that can be had are measured beside ours
+    (build_variant)."""
+    vendor, missing = {}, []
     for key, spec in variant.vendor_files.items():
         if key[1] in precisions:
             what = f"{variant.id} (the publisher's {key[0]} {key[1]} file {spec.name})"
             try:
                 vendor[key] = resolver.resolve(spec, what)
-            except SourceError:
-                if not checkpoint:
-                    raise
+            except NotAvailable as e:
+                missing.append(e)
     own = [p for p in precisions if checkpoint or p not in {precision for _, precision in vendor}]
-    return (resolve_original(variant, resolver, checkpoint) if own else None), vendor
+    try:
+        return (resolve_original(variant, resolver, checkpoint) if own else None), vendor
+    except NotAvailable:
+        if missing and not checkpoint:
+            raise missing[0] from None  # neither the publisher's file nor an original: the first one asked for
+        raise
 
 
 def build_variant(variant, original: ResolvedFile | None, opts: BuildOptions, into: Path,
@@ -563,9 +591,12 @@ def _rounded(d):
 def _model_entry(variant, original: ResolvedFile, spec=None) -> dict:
     """The manifest entry of a model; `spec` names the file `original` is (default: the recipe's original)."""
     r = variant.recipe
+    source = _source_entry(spec or variant.file, original)
+    if r["original_format"] == "tfjs_graph":
+        source["derived"] = tfjs_graph.provenance(original.path)
     return {"id": variant.id, "family": variant.family, "variant": variant.variant, "task": r["task"],
             "title": r["title"], "license": r["license"], "paper": r["paper"], "keypoints": r["keypoints"],
-            "source": _source_entry(spec or variant.file, original), "input": r["input"], "outputs": r["outputs"],
+            "source": source, "input": r["input"], "outputs": r["outputs"],
             "decoder": r["decoder"], "complexity": {}, "artifacts": [], "rejected": [],
             **({"calibration_crop": r["calibration_crop"]} if "calibration_crop" in r else {})}
 

@@ -1,6 +1,6 @@
-"""A child process for originals that execute graph code (SavedModel, Keras, PyTorch): it loads
-the original, runs it and exports it to ONNX, and can write only beneath its own scratch folder
-and reach no network. TFLite originals stay in the build process: the interpreter runs only its
+"""A child process for originals that execute graph code (SavedModel, tfjs graph, Keras,
+PyTorch): it loads the original, runs it and exports it to ONNX, and can write only beneath its
+own scratch folder and reach no network. TFLite originals stay in the build process: the interpreter runs only its
 built-in kernels, no code from the file that could open files or sockets.
 
 The parent starts `python -m posezoo.converters.sandbox REQUESTS_FD REPLIES_FD SCRATCH` with two pipes of
@@ -55,7 +55,8 @@ LOG_TAIL = 3000  # characters of the child's log quoted when it dies
 
 # Errors a caller handles by class (the CLI: exit 2 with the message), re-raised as themselves.
 EXPECTED_ERRORS = {"SavedModelError": "posezoo.converters.saved_model", "KerasFileError": "posezoo.converters.keras_h5",
-                   "CheckpointError": "posezoo.recipes.torch_checkpoint", "SandboxError": "posezoo.converters.sandbox"}
+                   "CheckpointError": "posezoo.recipes.torch_checkpoint", "SandboxError": "posezoo.converters.sandbox",
+                   "TfjsGraphError": "posezoo.converters.tfjs_graph"}
 
 
 class SandboxError(PosezooError):
@@ -122,7 +123,7 @@ class SandboxedOriginal:
     (also called when the object is garbage-collected or the interpreter exits).
 
     `module`: the family module that builds the original (recipes.<family>.original / .model),
-    imported by name in the child; None for SavedModels."""
+    imported by name in the child; None for SavedModels and tfjs graph models."""
 
     def __init__(self, fmt: str, module: str | None, variant: str, recipe: dict, path: Path):
         self.what = f"{fmt} original {path}"

@@ -8,10 +8,13 @@ known only by its git blob id at a commit (what GitHub lists) is checked by that
 a cached file re-checks size and hash; every write goes to a staging file that is renamed into
 place only once verified, so a crash or a bad download never leaves a half-written file where a
 good one is expected. A file handed over with `--checkpoint` is recognized when it is, byte for
-byte, one of the files a recipe pins (`match_published`).
+byte, one of the files a recipe pins (`match_published`). A file that is read with others beside it
+(a tfjs model.json and its weight files) names them as `companions`: each is pinned and verified
+on its own, and placed beside it, in its cache folder, under its own name.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -20,7 +23,7 @@ import tarfile
 import tempfile
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import requests
@@ -33,6 +36,12 @@ MAX_DOWNLOAD = 512 << 20  # bytes, for a file whose recipe names no size
 
 class SourceError(PosezooError):
     """A file could not be resolved or failed verification; the message says what to do."""
+
+
+class NotAvailable(SourceError):
+    """No copy of a file anywhere (cache, mirror, sources) or no hash to check one by: another
+    file may stand in for it (an alternative original). A copy that fails verification is a
+    SourceError of its own, never passed over."""
 
 
 @dataclass(frozen=True)
@@ -60,6 +69,7 @@ class FileSpec:
     sources: tuple[Source, ...] = field(default_factory=tuple)
     sha256_prefix: str = ""  # what the publisher gives instead (mmpose file names)
     git_blob_sha1: str = ""  # or the file's git blob id at a commit (`git hash-object`)
+    companions: tuple["FileSpec", ...] = ()  # files read beside this one (a tfjs model's weight files)
 
     @staticmethod
     def from_dict(d: dict) -> "FileSpec":
@@ -70,6 +80,7 @@ class FileSpec:
             sources=tuple(Source(**s) for s in d.get("sources", [])),
             sha256_prefix=d.get("sha256_prefix", "").lower(),
             git_blob_sha1=d.get("git_blob_sha1", "").lower(),
+            companions=tuple(FileSpec.from_dict(c) for c in d.get("companions", [])),
         )
 
     @property
@@ -108,6 +119,15 @@ class ResolvedFile:
     origin: str  # "cache", "mirror", "https", "npm" or "user"
     source: str
     verified_as: FileSpec | None = None  # the pinned file a handed-over file (origin "user") is
+    companions: tuple["ResolvedFile", ...] = ()  # the files beside it that it is read with
+
+    @property
+    def digest(self) -> str:
+        """What identifies the original's content: its sha256, or with companions, the sha256 of
+        all their sha256s (a build is up to date only while every one of them is unchanged)."""
+        if not self.companions:
+            return self.sha256
+        return hashlib.sha256(" ".join([self.sha256, *(c.sha256 for c in self.companions)]).encode()).hexdigest()
 
     def describe(self) -> str:
         """One line for the build log: which file this is and how we know."""
@@ -213,11 +233,33 @@ class Resolver:
         """Return a verified local copy of `spec`; `what` names the variant for error messages."""
         if not spec.pinned:
             places = "; ".join(s.describe() for s in spec.sources) or "(no source named)"
-            raise SourceError(
+            raise NotAvailable(
                 f"{what}: the publisher gives no checksum for {spec.name}, so posezoo cannot verify a download "
                 f"of it. Download it from {places} and pass --checkpoint PATH "
                 "(its sha256 is then recorded as user-supplied provenance).")
-        cached = self.cache_path(spec)
+        resolved = self._resolve_one(spec, what, self.cache_path(spec))
+        companions = tuple(self._resolve_one(c, f"{what}, beside it {c.name}", resolved.path.parent / c.name)
+                           for c in spec.companions)
+        return replace(resolved, companions=companions)
+
+    def resolve_first(self, specs: list[FileSpec], what: str) -> ResolvedFile:
+        """The first of `specs` that can be had, looking in the cache and the mirror for every one
+        before any download; the error of the first where none can. A copy that fails its check
+        stops the search (it is an error to act on, not a file to pass over)."""
+        local = Resolver(self.cache_dir, self.mirror_dir, offline=True)
+        for spec in specs:
+            if spec.pinned:
+                with contextlib.suppress(NotAvailable):
+                    return local.resolve(spec, what)
+        errors = []
+        for spec in specs:
+            try:
+                return self.resolve(spec, what)
+            except NotAvailable as e:
+                errors.append(e)
+        raise errors[0]
+
+    def _resolve_one(self, spec: FileSpec, what: str, cached: Path) -> ResolvedFile:
         if cached.exists():
             check_file(cached, spec, f"{what} (cache)")
             return self._resolved(cached, "cache", str(cached))
@@ -228,7 +270,7 @@ class Resolver:
             found = self._find_in_mirror(spec)
             if found is not None:
                 check_file(found, spec, f"{what} (mirror file {found})")
-                self._stage_and_place(lambda dst: shutil.copyfile(found, dst), spec, what)
+                self._stage_and_place(lambda dst: shutil.copyfile(found, dst), spec, what, cached)
                 return self._resolved(cached, "mirror", str(found))
         errors = []
         for source in spec.sources:
@@ -240,7 +282,7 @@ class Resolver:
                 continue
             try:
                 fetch = self._fetch_https if source.kind == "https" else self._fetch_npm
-                self._stage_and_place(lambda dst, s=source: fetch(s, dst, spec), spec, what)
+                self._stage_and_place(lambda dst, s=source: fetch(s, dst, spec), spec, what, cached)
                 return self._resolved(cached, source.kind, source.describe())
             except SourceError:
                 raise
@@ -248,7 +290,7 @@ class Resolver:
                 errors.append(f"{source.describe()}: {type(e).__name__}: {e}")
         tried = "\n  ".join(errors) or "(the recipe lists no source)"
         where = f"mirror {self.mirror_dir}" if self.mirror_dir else "no mirror set"
-        raise SourceError(
+        raise NotAvailable(
             f"{what}: could not obtain {spec.name} ({spec.describe_hash()}).\n"
             f"  {where}; tried:\n  {tried}\n"
             f"  Put the genuine file (matched by its hash or by the name {spec.name}) in a folder and pass "
@@ -272,9 +314,8 @@ class Resolver:
                 return p
         return by_name
 
-    def _stage_and_place(self, produce, spec: FileSpec, what: str) -> None:
-        """Write into a staging file next to the cache entry, verify it, then rename atomically."""
-        final = self.cache_path(spec)
+    def _stage_and_place(self, produce, spec: FileSpec, what: str, final: Path) -> None:
+        """Write into a staging file next to the cache entry `final`, verify it, then rename atomically."""
         final.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=".staging-")
         os.close(fd)
@@ -351,3 +392,14 @@ def user_checkpoint(path: Path, what: str, published: Iterable[FileSpec] = ()) -
         raise SourceError(f"{what}: --checkpoint {path} is empty or a text/HTML page, not a model file.")
     return ResolvedFile(path.resolve(), sha256_of(path), path.stat().st_size, "user", str(path.resolve()),
                         verified_as=match_published(path, published))
+
+
+def user_checkpoint_companion(original: ResolvedFile, spec: FileSpec, what: str) -> ResolvedFile:
+    """The file `spec` beside a handed-over file (a tfjs model.json's weight files), checked
+    against its pin: a handed-over file is verified only with everything it is read with."""
+    path = Path(original.path).parent / spec.name
+    if not path.is_file():
+        raise SourceError(f"{what}: {spec.name} is not beside --checkpoint {original.path}; a tfjs model's weight "
+                          "files stay in the folder of its model.json, under the names it gives them.")
+    check_file(path, spec, what)
+    return ResolvedFile(path, sha256_of(path), path.stat().st_size, "user", str(path), verified_as=spec)

@@ -64,7 +64,8 @@ def cmd_list(args) -> int:
 
 def _also_pinned(variant) -> list[dict]:
     """The publisher's other files the recipe pins for a model: originals in another format (built
-    from with --checkpoint) and the publisher's own converted files (published unchanged)."""
+    from where the recipe's original cannot be had, or handed over with --checkpoint) and the
+    publisher's own converted files (published unchanged)."""
     originals = [{"name": spec.name, "as": f"{fmt} original", "sha256": spec.sha256}
                  for fmt, spec in variant.alternative_originals]
     vendor = [{"name": spec.name, "as": f"vendor {fmt}/{precision}", "sha256": spec.sha256 or None}
@@ -74,10 +75,11 @@ def _also_pinned(variant) -> list[dict]:
 
 def cmd_fetch(args) -> int:
     from posezoo import recipes
+    from posezoo.converters.pipeline import resolve_original
     resolver = _resolver(args)
     results = []
     for v in recipes.select(args.names):
-        f = resolver.resolve(v.file, f"{v.id} (original {v.file.name})")
+        f = resolve_original(v, resolver, None)  # the recipe's original, else the first alternative to be had
         results.append({"id": v.id, "path": str(f.path), "sha256": f.sha256, "origin": f.origin, "source": f.source})
         if not args.json:
             print(f"{v.id}: {f.path} ({f.origin}: {f.source})")

@@ -299,7 +299,7 @@ def _predict_on_ray(ray, cpus: float, manifest_path: Path, model: dict, arts: li
     cluster, merged back into the people's order (so the metrics are those of a local run)."""
     from tqdm import tqdm
 
-    from posezoo.converters.sources import FileSpec
+    from posezoo.scripts.verify import original_spec
 
     root = Path(manifest_path).parent
     files = ray.put((Path(manifest_path).read_bytes(), {a["path"]: (root / a["path"]).read_bytes()
@@ -307,8 +307,7 @@ def _predict_on_ray(ray, cpus: float, manifest_path: Path, model: dict, arts: li
     original = None
     if arts[0]["origin"] == "original":
         src = model["source"]
-        original = cluster.Shipped.of(resolver.resolve(FileSpec(src["file"], src["sha256"], src["bytes"]),
-                                                       f"{model['id']} (original {src['file']})"))
+        original = cluster.Shipped.of(resolver.resolve(original_spec(model), f"{model['id']} (original {src['file']})"))
     slots = max(1, int(ray.cluster_resources().get("CPU", 1) // cpus))
     task = ray.remote(num_cpus=cpus, max_retries=cluster.RETRIES, retry_exceptions=False)(_predict_shard)
     pending = [task.remote(cluster.toolchain(), quiet.verbose(), model, arts, files, original, shard, photos,

@@ -226,6 +226,8 @@ def _model_facts_html(model: dict) -> str:
     user = (f" (user-supplied, verified as the published <code>{html.escape(verified['name'])}</code>)" if verified
             else " <b>(user-supplied checkpoint: its numbers say nothing about the published weights)</b>"
             if src.get("user_supplied") else "")
+    if "derived" in src:
+        user += f" <b>(not the publisher's file)</b>: {html.escape(src['derived']['summary'])}"
     return (f"<p>{html.escape(model['task'])}; input {spec['shape']} {spec.get('layout', 'NHWC')} {spec['dtype']} "
             f"{spec.get('color', 'RGB')}, crop <code>{html.escape(json.dumps(spec['crop']))}</code>; "
             f"original <code>{html.escape(src['file'])}</code> sha256 <code>{src['sha256'][:16]}…</code>{user}; "
@@ -261,7 +263,10 @@ def model_card(model: dict, evals: list[dict]) -> str:
              f"- License: {model['license']}",
              f"- Paper: [{model['paper']['title']}]({model['paper']['url']})" if model.get("paper") else "- Paper: -",
              f"- Original: `{src['file']}` ({src['bytes']} bytes), sha256 `{src['sha256']}`",
+             *[f"  - read with `{c['file']}` ({c['bytes']} bytes), sha256 `{c['sha256']}`"
+               for c in src.get("companions", [])],
              *[f"  - source: {u}" for u in src.get("urls", [])],
+             *([f"  - not the publisher's file: {src['derived']['summary']}"] if "derived" in src else []),
              "", "## Input", "",
              f"- Tensor `{spec['name']}`: {spec['shape']} {spec.get('layout', 'NHWC')} {spec['dtype']}, "
              f"{spec.get('color', 'RGB')}" + (f", (x - {norm['mean']}) / {norm['std']}" if norm else ""),
@@ -303,6 +308,9 @@ def _limits(model: dict, evals: list[dict]) -> list[str]:
     elif model["source"].get("user_supplied"):
         out.append("- Converted from a user-supplied checkpoint; parity shows the conversion is faithful to "
                    "that file, not that the file is the published model.")
+    if "derived" in model["source"]:
+        out.append(f"- Built from a conversion of the publisher's model, not from the publisher's own file. "
+                   f"{model['source']['derived']['summary']} Parity is measured against that conversion.")
     people = [e["people"] for e in evals if any(m["id"] == model["id"] for m in e["models"])]
     if people:
         out.append(f"- Accuracy was measured on {sum(people)} annotated people: enough to compare "

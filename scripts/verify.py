@@ -12,6 +12,13 @@ from posezoo.converters.pipeline import Int8Benches
 from posezoo.converters.sources import FileSpec, Resolver, sha256_of
 
 
+def original_spec(model: dict) -> FileSpec:
+    """The original file a manifest entry records (`source`), with the files read beside it."""
+    src = model["source"]
+    companions = tuple(FileSpec(c["file"], c["sha256"], c["bytes"]) for c in src.get("companions", []))
+    return FileSpec(src["file"], src["sha256"], src["bytes"], companions=companions)
+
+
 def open_reference(model: dict, resolver: Resolver):
     """The original of a manifest entry, found by the sha256 its `source` records, running in its
     own framework; and whether it is the publisher's own INT8 TFLite (`from_vendor`), which is its
@@ -19,8 +26,7 @@ def open_reference(model: dict, resolver: Resolver):
     from posezoo.recipes import select
 
     src = model["source"]
-    original = resolver.resolve(FileSpec(src["file"], src["sha256"], src["bytes"]),
-                                f"{model['id']} (original {src['file']})")
+    original = resolver.resolve(original_spec(model), f"{model['id']} (original {src['file']})")
     variant = next(iter(select([model["id"]]))).for_original(src["sha256"])
     from_vendor = src["file"] in {spec.name for spec in variant.vendor_files.values()}
     if from_vendor:

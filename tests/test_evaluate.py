@@ -168,3 +168,22 @@ def test_a_multi_person_model_is_matched_to_each_annotated_person(images, monkey
     predictions = predict_all(predictor, ann, names, SimpleNamespace(update=lambda n: None))
     assert set(predictions) == {p.key for p in ann.people if (p.points[:, 2] > 0).any()}
     assert coco_ap(ann, predictions)["AP"] == pytest.approx(1.0)
+
+
+def test_a_card_says_when_the_original_is_someone_elses_conversion():
+    from conftest import manifest_model
+
+    from posezoo.scripts.report import _model_facts_html, model_card
+
+    model = manifest_model()
+    model["title"] = "MoveNet"
+    model["source"].update(
+        companions=[{"file": "x.bin", "sha256": "1" * 64, "bytes": 7}],
+        derived={"format": "tfjs graph model", "converted_by": "someone", "converted_from": "Google's model",
+                 "weights": 3, "weights_stored_as": {"float16": 2},
+                 "summary": "A TensorFlow.js graph model converted from Google's model by someone: the publisher's "
+                            "trained weights, not the publisher's own file."})
+    card = model_card(model, [])
+    assert "read with `x.bin` (7 bytes), sha256 `" + "1" * 64 in card
+    assert card.count("not the publisher's own file") == 2  # under Original, and under the limits
+    assert "not the publisher's file" in _model_facts_html(model)

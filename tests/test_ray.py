@@ -65,6 +65,19 @@ def test_shipped_bytes_land_verified(tmp_path):
         Shipped(resolved, b"weightz").land(tmp_path / "elsewhere")
 
 
+def test_a_tfjs_model_travels_with_its_weight_files(tmp_path):
+    (tmp_path / "model.json").write_bytes(b"{}")
+    (tmp_path / "model.bin").write_bytes(b"weights")
+    bin_file = ResolvedFile(tmp_path / "model.bin", sha256_of(tmp_path / "model.bin"), 7, "mirror", "m")
+    resolved = ResolvedFile(tmp_path / "model.json", sha256_of(tmp_path / "model.json"), 2, "mirror", "m",
+                            companions=(bin_file,))
+    (tmp_path / "elsewhere").mkdir()
+    landed = Shipped.of(resolved).land(tmp_path / "elsewhere")
+    assert landed.companions[0].path == tmp_path / "elsewhere" / "model.bin" and landed.digest == resolved.digest
+    with pytest.raises(ClusterError, match="model.bin: the bytes that reached the worker"):
+        Shipped(resolved, b"{}", (b"weightz",)).land(tmp_path / "other")  # nothing written: the folder does not exist
+
+
 def test_a_folder_travels_whole(tmp_path):
     (tmp_path / "a" / "b").mkdir(parents=True)
     (tmp_path / "a" / "b" / "x.jpg").write_bytes(b"1")

@@ -222,3 +222,88 @@ def test_an_https_download_larger_than_the_recipe_says_stops_one_byte_past_it(tm
         assert no_staging_left(tmp_path / "c")
     finally:
         server.shutdown()
+
+
+def _with_companion(tmp_path, weights: bytes):
+    """A model.json-like main file and its weight file in a mirror, and the spec naming both."""
+    mirror = tmp_path / "mirror"
+    mirror.mkdir(exist_ok=True)
+    (mirror / "model.json").write_bytes(b'{"format": "graph-model"}')
+    (mirror / "model.bin").write_bytes(weights)
+    main = spec_for(b'{"format": "graph-model"}', name="model.json")
+    companion = spec_for(PAYLOAD, name="model.bin")
+    return mirror, FileSpec(main.name, main.sha256, main.bytes, companions=(companion,))
+
+
+def test_companions_are_verified_and_placed_beside_their_file(tmp_path):
+    mirror, spec = _with_companion(tmp_path, PAYLOAD)
+    got = Resolver(cache_dir=tmp_path / "cache", mirror_dir=mirror, offline=True).resolve(spec, "m")
+    (weights,) = got.companions
+    assert weights.path == got.path.parent / "model.bin" and weights.path.read_bytes() == PAYLOAD
+    assert got.digest not in (got.sha256, weights.sha256)  # the build's identity covers both files
+    again = Resolver(cache_dir=tmp_path / "cache", offline=True).resolve(spec, "m")
+    assert again.origin == "cache" and again.companions[0].origin == "cache" and again.digest == got.digest
+
+
+def test_a_wrong_companion_is_refused_naming_it(tmp_path):
+    mirror, spec = _with_companion(tmp_path, PAYLOAD[::-1])
+    with pytest.raises(SourceError, match=r"model\.bin has the wrong content") as e:
+        Resolver(cache_dir=tmp_path / "cache", mirror_dir=mirror, offline=True).resolve(spec, "m")
+    assert "beside it model.bin" in str(e.value)
+    assert not (tmp_path / "cache").exists() or not list((tmp_path / "cache").rglob("model.bin"))
+
+
+def test_resolve_first_takes_a_local_alternative_before_downloading_the_first(tmp_path, monkeypatch):
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / "second.tflite").write_bytes(PAYLOAD[::-1])
+    first = spec_for(PAYLOAD, name="first.tflite", sources=[Source("https", url="https://example.invalid/first")])
+    second = spec_for(PAYLOAD[::-1], name="second.tflite")
+
+    def no_download(*args):
+        raise AssertionError("downloaded although an alternative was in the mirror")
+
+    monkeypatch.setattr(Resolver, "_fetch_https", no_download)
+    got = Resolver(cache_dir=tmp_path / "cache", mirror_dir=mirror).resolve_first([first, second], "m")
+    assert got.path.name == "second.tflite" and got.origin == "mirror"
+
+
+def test_resolve_first_reports_the_first_files_error_when_none_can_be_had(tmp_path):
+    first, second = spec_for(PAYLOAD, name="first.tflite"), spec_for(PAYLOAD[::-1], name="second.tflite")
+    with pytest.raises(SourceError, match="could not obtain first.tflite"):
+        Resolver(cache_dir=tmp_path / "cache", offline=True).resolve_first([first, second], "m")
+
+
+def test_resolve_first_never_passes_over_a_copy_that_fails_its_check(tmp_path):
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / "first.tflite").write_bytes(PAYLOAD[:-1] + b"!")  # tampered
+    (mirror / "second.tflite").write_bytes(PAYLOAD[::-1])
+    first, second = spec_for(PAYLOAD, name="first.tflite"), spec_for(PAYLOAD[::-1], name="second.tflite")
+    with pytest.raises(SourceError, match="first.tflite has the wrong content"):
+        Resolver(cache_dir=tmp_path / "cache", mirror_dir=mirror, offline=True).resolve_first([first, second], "m")
+
+
+def _variant_with_vendor_int8(original: FileSpec, vendor: FileSpec):
+    from posezoo.recipes import Variant
+
+    as_dict = lambda s: {"name": s.name, "sha256": s.sha256, "bytes": s.bytes,  # noqa: E731
+                         "sources": [{"kind": "manual", "url": "https://example.invalid/page"}]}
+    entry = {"id": "m", "vendor": [{"format": "tflite", "precision": "int8", "file": as_dict(vendor)}]}
+    return Variant("m", "f", "v", original, {"variants": [entry], "original_format": "tflite"})
+
+
+def test_a_precision_whose_publisher_file_cannot_be_had_is_built_from_the_original(tmp_path):
+    """MoveNet Thunder: Google's INT8 file only comes from TF Hub; the bundle's weights are here."""
+    from posezoo.converters.pipeline import resolve_inputs
+
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / "model.tflite").write_bytes(PAYLOAD)
+    variant = _variant_with_vendor_int8(spec_for(PAYLOAD), spec_for(PAYLOAD[::-1], name="vendor_int8.tflite"))
+    resolver = Resolver(cache_dir=tmp_path / "cache", mirror_dir=mirror, offline=True)
+    original, vendor = resolve_inputs(variant, resolver, None, ("fp32", "int8"))
+    assert original.path.read_bytes() == PAYLOAD and vendor == {}
+    (mirror / "vendor_int8.tflite").write_bytes(PAYLOAD[::-1][:-1] + b"!")  # there, but not the publisher's bytes
+    with pytest.raises(SourceError, match="vendor_int8.tflite has the wrong content"):
+        resolve_inputs(variant, resolver, None, ("fp32", "int8"))
