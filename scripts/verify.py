@@ -1,6 +1,7 @@
 """`posezoo verify`: re-check a built manifest, every artifact's hash and size, then its parity
-against the original (found by its recorded sha256 and run through its family's recipe), then
-its golden vectors through the runtime loader (zoo/golden.py)."""
+against the original (found by its recorded sha256 and run through its family's recipe; the
+publisher's INT8 file and our conversion of it against that file), then its golden vectors
+through the runtime loader (zoo/golden.py)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -32,6 +33,23 @@ def open_reference(model: dict, resolver: Resolver):
     if from_vendor:
         return TFLiteOriginal(original.path, reference_kernels=False), True
     return open_original(variant, original.path), False
+
+
+def gated_against_publisher(artifact: dict) -> bool:
+    """The publisher's own INT8 TFLite and our ONNX conversion of it: both were gated against
+    that file on its default kernels (pipeline._publish_vendor_int8), not against the original."""
+    return artifact["origin"] == "vendor" or artifact["parity"].get("reference", "").startswith("the publisher's")
+
+
+def publisher_reference(model: dict, resolver: Resolver) -> TFLiteOriginal:
+    """The publisher's INT8 TFLite of a model whose float files are converted from an original
+    (MoveNet Lightning: Google's INT8 file beside our files from the tfjs bundle), found by the
+    sha256 its recipe pins."""
+    from posezoo.recipes import select
+
+    spec = next(iter(select([model["id"]]))).vendor_files["tflite", "int8"]
+    file = resolver.resolve(spec, f"{model['id']} (the publisher's tflite int8 file {spec.name})")
+    return TFLiteOriginal(file.path, reference_kernels=False)
 
 
 def check_golden(model: dict, artifact: dict, root: Path) -> dict | None:
@@ -74,9 +92,11 @@ def verify_manifest(manifest_path: Path, images: Path | None, resolver: Resolver
         limit = model["build"]["max_samples"] if "max_samples" in model["build"] else model["build"].get("samples")
         bench = ParityBench.prepare(reference, model, images, limit)
         noise = {} if from_vendor else bench.kernel_noise(reference)
-        int8 = None
+        int8 = publisher = None
         if any(a["parity"].get("people") == "gate" for a in model["artifacts"]):
             int8 = Int8Benches.split(bench, reference, lambda _: None, model["id"])
+        if not from_vendor and any(gated_against_publisher(a) for a in model["artifacts"]):
+            publisher = ParityBench.prepare(publisher_reference(model, resolver), model, images, limit)
         for art in model["artifacts"]:
             name = f"{model['id']} {art['format']}/{art['precision']}"
             path = root / art["path"]
@@ -87,7 +107,9 @@ def verify_manifest(manifest_path: Path, images: Path | None, resolver: Resolver
             if got != art["sha256"] or path.stat().st_size != art["bytes"]:
                 failures.append(f"{name}: {path} changed (sha256 {got}, manifest says {art['sha256']})")
                 continue
-            if art["parity"].get("people") == "gate":  # an INT8 file: judged on the people it was not calibrated on
+            if publisher is not None and gated_against_publisher(art):
+                report = publisher.check(path, art["parity"]["thresholds"], reference_kernels=False)
+            elif art["parity"].get("people") == "gate":  # an INT8 file: judged on the people it was not calibrated on
                 report, _ = int8.judge(path, art["parity"]["thresholds"], noise)
             else:
                 report = bench.check(path, art["parity"]["thresholds"], reference_kernels=not from_vendor,

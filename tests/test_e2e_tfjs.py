@@ -58,6 +58,8 @@ def test_the_bundle_builds_gated_artifacts_and_says_what_it_is(built):
 
 
 def test_verify_reruns_the_tfjs_original_from_the_cache(built, images):
+    """Our files against the bundle in TensorFlow; Google's INT8 file and our ONNX of it against
+    that file, as the build gated them."""
     out, cache, _ = built
     assert main(["verify", str(out / "manifest.json"), "--calibration-images", str(images), "--cache", str(cache),
                  "--offline"]) == 0
@@ -92,7 +94,9 @@ def test_a_handed_over_bundle_is_verified_with_its_weight_file(built, tmp_path):
     assert original.verified_as.name == "movenet-lightning.json"
     assert [c.path.name for c in original.companions] == ["movenet-lightning.bin"]
     assert variant.for_original(original.sha256).recipe["original_format"] == "tfjs_graph"
-    (folder / "movenet-lightning.bin").write_bytes(b"not the weights")
+    weights = bytearray((folder / "movenet-lightning.bin").read_bytes())
+    weights[len(weights) // 2] ^= 0xFF  # one byte of Google's weights changed
+    (folder / "movenet-lightning.bin").write_bytes(bytes(weights))
     with pytest.raises(SourceError, match="movenet-lightning.bin has the wrong content"):
         resolve_original(variant, Resolver(cache_dir=tmp_path / "c", offline=True), folder / json_file.name)
     json.loads(json_file.read_text())  # the cached model.json is intact
