@@ -54,8 +54,10 @@ def cmd_list(args) -> int:
         return 0
     print(f"{'id':34s} {'family':17s} {'task':24s} {'original':11s} {'pinned by':15s} {'also pinned':36s} aliases")
     for r in rows:
+        alternative = any(f["as"].endswith(" original") and f["sha256"] for f in r["also_pinned"])
         pinned = ("sha256" if r["sha256"] else "git blob sha1" if r["git_blob_sha1"]
-                  else f"prefix {r['sha256_prefix']}" if r["sha256_prefix"] else "--checkpoint")
+                  else f"prefix {r['sha256_prefix']}" if r["sha256_prefix"]
+                  else "an alternative" if alternative else "--checkpoint")
         also = ", ".join(f["as"] for f in r["also_pinned"]) or "--"
         print(f"{r['id']:34s} {r['family']:17s} {r['task']:24s} {r['original_format']:11s} {pinned:15s} {also:36s} "
               f"{', '.join(r['aliases'])}")

@@ -293,6 +293,9 @@ def test_list_shows_the_pins(capsys):
     lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[1:]}
     assert "git blob sha1" in lines["efficientpose-iv"]
     assert "tflite original, tfjs_graph original, vendor tflite/int8" in lines["movenet-lightning"]
+    # Google's SavedModel has no published hash; a build takes the first pinned alternative it can have.
+    assert lines["movenet-thunder"].split()[4:6] == ["an", "alternative"]
+    assert lines["efficientpose-iii"].split()[4:7] == ["git", "blob", "sha1"]
 
 
 @pytest.mark.slow
