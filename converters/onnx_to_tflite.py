@@ -5,7 +5,7 @@ rewrites its input in place, sets TF_USE_LEGACY_KERAS for the whole process and,
 (`calibration_image_sample_data_20x128x128x3_float32.npy`) from its working directory or else
 downloads it. We run it in a scratch directory holding that file made from our real images, on
 a copy of the model whose tensor names are sanitized (TFLite-derived names contain `;` and `/`,
-which break its SavedModel export). Graph output names are kept, input names lose characters
+which break its SavedModel export) and whose Tiles it misreads are Expands (`for_onnx2tf`). Graph output names are kept, input names lose characters
 other than [A-Za-z0-9_].
 """
 from __future__ import annotations
@@ -66,10 +66,12 @@ def _tiles_as_expands(model) -> None:
             node.op_type, node.input[1] = "Expand", target.name
 
 
-def sanitize_names(onnx_in: Path, onnx_out: Path) -> list[str]:
-    """Rename every internal tensor and node to [A-Za-z0-9_]; graph inputs only lose other
-    characters (onnx2tf renames `serving_default_input:0` itself, and then its keep-NHWC option
-    no longer finds the name we give); graph output names stay. Returns the input names."""
+def for_onnx2tf(onnx_in: Path, onnx_out: Path) -> list[str]:
+    """The copy of the model onnx2tf converts: Tiles it misreads written as Expands
+    (`_tiles_as_expands`), every internal tensor and node renamed to [A-Za-z0-9_]; graph inputs
+    only lose other characters (onnx2tf renames `serving_default_input:0` itself, and then its
+    keep-NHWC option no longer finds the name we give); graph output names stay. Returns the
+    input names."""
     import onnx
 
     model = onnx.load(str(onnx_in))
@@ -121,7 +123,7 @@ def onnx_to_tflite(onnx_path: Path, out_dir: Path, stem: str, sample: np.ndarray
     with tempfile.TemporaryDirectory(prefix="posezoo-onnx2tf-") as scratch:
         scratch = Path(scratch)
         model = scratch / "model.onnx"
-        inputs = sanitize_names(onnx_path, model)
+        inputs = for_onnx2tf(onnx_path, model)
         np.save(scratch / ONNX2TF_SAMPLE, sample.astype(np.float32))
         import onnx
 

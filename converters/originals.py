@@ -5,8 +5,8 @@ code from the file); a SavedModel through its serving signature and a TensorFlow
 as a graph, both in TensorFlow.
 
 Keras, PyTorch, SavedModel and tfjs graph originals execute graph code from the file, so
-`open_original` opens them in a sandboxed child process (converters/sandbox.py) that runs `open_in_process` there.
-TFLite originals stay in-process: the interpreter runs only its built-in kernels, which cannot
+`open_original` opens them in a sandboxed child process (converters/sandbox.py) that runs
+`open_in_process` there. TFLite originals stay in-process: the interpreter runs only its built-in kernels, which cannot
 open files or sockets."""
 from __future__ import annotations
 
@@ -121,9 +121,9 @@ class TfjsGraphOriginal(TFFunctionOriginal):
     (posezoo.converters.tfjs_graph)."""
 
     def __init__(self, path: Path, input_spec: dict, output_names: list[str]):
-        from .tfjs_graph import TfjsGraphFunction
+        from .tfjs_graph import graph_function
 
-        self.forward = TfjsGraphFunction(path, input_spec, output_names).forward
+        self.forward = graph_function(path, input_spec, output_names)
         self.input_name = input_spec["name"]
 
 
@@ -149,8 +149,8 @@ def open_original(variant, path: Path):
 
 
 def open_in_process(fmt: str, module: str | None, variant: str, recipe: dict, path: Path):
-    """A Keras, PyTorch, SavedModel or tfjs graph original in this process (what the sandbox's child runs):
-    `module` builds Keras (`load(path, recipe)`) and PyTorch (`load_official(path, variant)`) ones."""
+    """A Keras, PyTorch, SavedModel or tfjs graph original in this process (what the sandbox's
+    child runs): `module` builds Keras (`load(path, recipe)`) and PyTorch (`load_official(path, variant)`) ones."""
     outputs = [o["name"] for o in recipe["outputs"]]
     if fmt == "keras":
         return KerasOriginal(importlib.import_module(module).load(path, recipe), recipe["input"])

@@ -36,6 +36,8 @@ FORMATS = tuple(formats.FORMATS)  # the default: every registered format
 REFERENCE_RUNTIME = {"tflite": "original in TFLite reference kernels", "keras": "original in tf_keras (TensorFlow)",
                      "torch": "original in PyTorch", "saved_model": "original SavedModel in TensorFlow",
                      "tfjs_graph": "original tfjs graph model in TensorFlow"}
+# The reference of the publisher's INT8 TFLite and of our ONNX converted from it (verify reads it).
+PUBLISHER_REFERENCE = "the publisher's INT8 TFLite on LiteRT's default kernels"
 PRECISIONS = ("fp32", "fp16", "int8")
 
 
@@ -298,7 +300,7 @@ def _publish_vendor_int8(variant, file: ResolvedFile, opts: BuildOptions, model:
     log, recipe = opts.log, variant.recipe
     bench = ParityBench.prepare(TFLiteOriginal(file.path, reference_kernels=False), recipe, opts.calibration_images,
                                 opts.max_samples, opts.progress)
-    reference = "the publisher's INT8 TFLite on LiteRT's default kernels"
+    reference = PUBLISHER_REFERENCE
     vendor_path = atomic_copy(file.path, out_dir / f"{variant.id}_int8_vendor.tflite")
     report = bench.check(vendor_path, variant.thresholds["int8"], reference_kernels=False)
     model["artifacts"].append(_artifact_entry(

@@ -1,7 +1,8 @@
 """A child process for originals that execute graph code (SavedModel, tfjs graph, Keras,
 PyTorch): it loads the original, runs it and exports it to ONNX, and can write only beneath its
-own scratch folder and reach no network. TFLite originals stay in the build process: the interpreter runs only its
-built-in kernels, no code from the file that could open files or sockets.
+own scratch folder and reach no network. TFLite originals stay in the build process: the
+interpreter runs only its built-in kernels, no code from the file that could open files or
+sockets.
 
 The parent starts `python -m posezoo.converters.sandbox REQUESTS_FD REPLIES_FD SCRATCH` with two pipes of
 its own; the child's stdout and stderr (TensorFlow's logs) go to an unlinked file that the parent

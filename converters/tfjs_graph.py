@@ -254,42 +254,40 @@ def signature_tensors(signature: dict, output_names: list[str], path: Path) -> t
     return source, [n if n in outputs else f"{n}:0" for n in output_names]
 
 
-class TfjsGraphFunction:
+def graph_function(path: Path, input_spec: dict, output_names: list[str]):
     """The graph as a tf.function of the recipe's input (shape, dtype, name) returning the outputs
     under the recipe's output names. The input placeholder takes the recipe's shape (PoseNet's
     fully convolutional graph runs at any size) and is cast to the graph's dtype (MoveNet: uint8
     pixels, as Google's TFLite files take them, into its int32 input)."""
+    import tensorflow as tf
+    from tensorflow.core.framework import types_pb2
 
-    def __init__(self, path: Path, input_spec: dict, output_names: list[str]):
-        import tensorflow as tf
-        from tensorflow.core.framework import types_pb2
+    graph, signature = load_graph(path)
+    (input_name, input_dtype), outputs = signature_tensors(signature, output_names, path)
+    if input_dtype not in types_pb2.DataType.keys():
+        raise TfjsGraphError(f"{path}: the signature's input dtype {input_dtype!r} is not a TensorFlow dtype")
+    node_name = input_name.split(":")[0]
+    placeholder = next((n for n in graph.node if n.name == node_name and n.op == "Placeholder"), None)
+    if placeholder is None:
+        raise TfjsGraphError(f"{path}: the signature's input {input_name!r} is not a placeholder of the graph")
+    placeholder.attr["shape"].shape.CopyFrom(tf.TensorShape(input_spec["shape"]).as_proto())
 
-        graph, signature = load_graph(path)
-        (input_name, input_dtype), outputs = signature_tensors(signature, output_names, path)
-        if input_dtype not in types_pb2.DataType.keys():
-            raise TfjsGraphError(f"{path}: the signature's input dtype {input_dtype!r} is not a TensorFlow dtype")
-        node_name = input_name.split(":")[0]
-        placeholder = next((n for n in graph.node if n.name == node_name and n.op == "Placeholder"), None)
-        if placeholder is None:
-            raise TfjsGraphError(f"{path}: the signature's input {input_name!r} is not a placeholder of the graph")
-        placeholder.attr["shape"].shape.CopyFrom(tf.TensorShape(input_spec["shape"]).as_proto())
+    def imported():
+        tf.graph_util.import_graph_def(graph, name="")
 
-        def imported():
-            tf.graph_util.import_graph_def(graph, name="")
+    try:
+        wrapped = tf.compat.v1.wrap_function(imported, [])
+        pruned = wrapped.prune(wrapped.graph.get_tensor_by_name(input_name),
+                               [wrapped.graph.get_tensor_by_name(o) for o in outputs])
+    except (ValueError, KeyError, tf.errors.OpError) as e:
+        raise TfjsGraphError(f"{path}: TensorFlow cannot build the graph at input shape {input_spec['shape']} "
+                             f"({type(e).__name__}: {str(e)[:300]})") from e
+    graph_dtype = tf.dtypes.as_dtype(types_pb2.DataType.Value(input_dtype))
+    names = list(output_names)
 
-        try:
-            wrapped = tf.compat.v1.wrap_function(imported, [])
-            pruned = wrapped.prune(wrapped.graph.get_tensor_by_name(input_name),
-                                   [wrapped.graph.get_tensor_by_name(o) for o in outputs])
-        except (ValueError, KeyError, tf.errors.OpError) as e:
-            raise TfjsGraphError(f"{path}: TensorFlow cannot build the graph at input shape {input_spec['shape']} "
-                                 f"({type(e).__name__}: {str(e)[:300]})") from e
-        graph_dtype = tf.dtypes.as_dtype(types_pb2.DataType.Value(input_dtype))
-        names = list(output_names)
+    @tf.function(input_signature=[tf.TensorSpec(input_spec["shape"], tf.dtypes.as_dtype(input_spec["dtype"]),
+                                                name=input_spec["name"])])
+    def forward(x):
+        return dict(zip(names, pruned(tf.cast(x, graph_dtype))))
 
-        @tf.function(input_signature=[tf.TensorSpec(input_spec["shape"], tf.dtypes.as_dtype(input_spec["dtype"]),
-                                                    name=input_spec["name"])])
-        def forward(x):
-            return dict(zip(names, pruned(tf.cast(x, graph_dtype))))
-
-        self.forward = forward
+    return forward

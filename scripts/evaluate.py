@@ -307,7 +307,8 @@ def _predict_on_ray(ray, cpus: float, manifest_path: Path, model: dict, arts: li
     original = None
     if arts[0]["origin"] == "original":
         src = model["source"]
-        original = cluster.Shipped.of(resolver.resolve(original_spec(model), f"{model['id']} (original {src['file']})"))
+        original = cluster.Shipped.of(resolver.resolve(original_spec(model),
+                                                       f"{model['id']} (original {src['file']})"))
     slots = max(1, int(ray.cluster_resources().get("CPU", 1) // cpus))
     task = ray.remote(num_cpus=cpus, max_retries=cluster.RETRIES, retry_exceptions=False)(_predict_shard)
     pending = [task.remote(cluster.toolchain(), quiet.verbose(), model, arts, files, original, shard, photos,

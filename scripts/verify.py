@@ -9,7 +9,7 @@ from typing import Callable
 
 from posezoo.converters.originals import TFLiteOriginal, open_original
 from posezoo.converters.parity import ParityBench
-from posezoo.converters.pipeline import Int8Benches
+from posezoo.converters.pipeline import PUBLISHER_REFERENCE, Int8Benches
 from posezoo.converters.sources import FileSpec, Resolver, sha256_of
 
 
@@ -38,7 +38,7 @@ def open_reference(model: dict, resolver: Resolver):
 def gated_against_publisher(artifact: dict) -> bool:
     """The publisher's own INT8 TFLite and our ONNX conversion of it: both were gated against
     that file on its default kernels (pipeline._publish_vendor_int8), not against the original."""
-    return artifact["origin"] == "vendor" or artifact["parity"].get("reference", "").startswith("the publisher's")
+    return artifact["origin"] == "vendor" or artifact["parity"].get("reference", "").startswith(PUBLISHER_REFERENCE)
 
 
 def publisher_reference(model: dict, resolver: Resolver) -> TFLiteOriginal:
@@ -95,7 +95,9 @@ def verify_manifest(manifest_path: Path, images: Path | None, resolver: Resolver
         int8 = publisher = None
         if any(a["parity"].get("people") == "gate" for a in model["artifacts"]):
             int8 = Int8Benches.split(bench, reference, lambda _: None, model["id"])
-        if not from_vendor and any(gated_against_publisher(a) for a in model["artifacts"]):
+        if from_vendor:
+            publisher = bench
+        elif any(gated_against_publisher(a) for a in model["artifacts"]):
             publisher = ParityBench.prepare(publisher_reference(model, resolver), model, images, limit)
         for art in model["artifacts"]:
             name = f"{model['id']} {art['format']}/{art['precision']}"
@@ -107,13 +109,12 @@ def verify_manifest(manifest_path: Path, images: Path | None, resolver: Resolver
             if got != art["sha256"] or path.stat().st_size != art["bytes"]:
                 failures.append(f"{name}: {path} changed (sha256 {got}, manifest says {art['sha256']})")
                 continue
-            if publisher is not None and gated_against_publisher(art):
+            if gated_against_publisher(art):
                 report = publisher.check(path, art["parity"]["thresholds"], reference_kernels=False)
             elif art["parity"].get("people") == "gate":  # an INT8 file: judged on the people it was not calibrated on
                 report, _ = int8.judge(path, art["parity"]["thresholds"], noise)
             else:
-                report = bench.check(path, art["parity"]["thresholds"], reference_kernels=not from_vendor,
-                                     noise_floor=noise)
+                report = bench.check(path, art["parity"]["thresholds"], noise_floor=noise)
             log(f"{name}: hash ok, parity {'PASS' if report.passed else 'FAIL'} "
                 f"(rel_err {report.summary()['rel_err']:.3g}, pck@0.05 {report.pck['0.05']:.3f})")
             golden = check_golden(model, art, root)

@@ -207,13 +207,13 @@ def test_tflite_a16w8_fallback_raises_ops_to_int16_activations_on_int8_weights(c
 
 def test_tiles_of_size_one_axes_reach_onnx2tf_as_the_expands_they_equal(tmp_path):
     """onnx2tf 1.29.24 misreads a Tile's constant repeats (MoveNet MultiPose's [1, 1, 17] became
-    [1]); sanitize_names hands it an Expand instead where the Tile only repeats axes of size 1, and
+    [1]); for_onnx2tf hands it an Expand instead where the Tile only repeats axes of size 1, and
     leaves a Tile that repeats a longer axis alone."""
     import onnx
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
 
-    from posezoo.converters.onnx_to_tflite import sanitize_names
+    from posezoo.converters.onnx_to_tflite import for_onnx2tf
 
     graph = helper.make_graph(
         [helper.make_node("Tile", ["x", "r1"], ["y1"], name="tile_ones"),
@@ -223,7 +223,7 @@ def test_tiles_of_size_one_axes_reach_onnx2tf_as_the_expands_they_equal(tmp_path
         [numpy_helper.from_array(np.array([1, 1, 17], np.int64), "r1"),
          numpy_helper.from_array(np.array([1, 2, 1], np.int64), "r2")])
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "in.onnx")
-    sanitize_names(tmp_path / "in.onnx", tmp_path / "out.onnx")
+    for_onnx2tf(tmp_path / "in.onnx", tmp_path / "out.onnx")
     assert [n.op_type for n in onnx.load(tmp_path / "out.onnx").graph.node] == ["Expand", "Tile"]
     x = np.arange(6, dtype=np.float32).reshape(1, 6, 1)
     before, after = (ort.InferenceSession(str(tmp_path / f), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]

