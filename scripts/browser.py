@@ -1,4 +1,4 @@
-"""Drive the posezoo page (zoo/web, served by scripts/serve.py) in headless Chromium.
+"""Drive the site's pages (scripts/site.py, served by scripts/webserver.py) in headless Chromium.
 
 Uses the system's browser (Debian's `chromium` and its matching `chromium-driver`) through
 Selenium; nothing is downloaded. POSEZOO_CHROMIUM and POSEZOO_CHROMEDRIVER override the paths.
@@ -6,6 +6,7 @@ Selenium; nothing is downloaded. POSEZOO_CHROMIUM and POSEZOO_CHROMEDRIVER overr
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import threading
 import time
@@ -18,6 +19,8 @@ CHROMIUM = os.environ.get("POSEZOO_CHROMIUM", "/usr/bin/chromium")
 # of them; INT8 (where float rounding can tip a quantized value) 95 % within 2 %.
 WEB_GATES = {"fp32": (0.01, 1.0), "fp16": (0.01, 1.0), "int8": (0.02, 0.95)}
 CHROMEDRIVER = os.environ.get("POSEZOO_CHROMEDRIVER", "/usr/bin/chromedriver")
+# A log line of LiteRT.js's wasm module (glog format) as Chromium reports a console.error of it.
+LITERT_LOG_LINE = re.compile(r'/vendor/litertjs-core/wasm/litert_wasm_\w+\.js \d+:\d+ "(INFO|WARNING): ')
 
 
 class BrowserError(PosezooError):
@@ -33,43 +36,69 @@ def available() -> str | None:
 
 
 class Page:
-    """The page for one built folder: `with Page(DIR, images) as page: page.predict(...)`."""
+    """The try-it page of one built folder's site: `with Page(DIR, images) as page: page.predict(...)`.
+    Entering writes the site (photos from `images`) and serves the folder cross-origin isolated;
+    `threads` and `backend` are the page's (its URL parameters)."""
 
-    def __init__(self, directory: Path, images: Path, width: int = 1280, height: int = 1000):
-        self.directory, self.images, self.size = Path(directory), Path(images), (width, height)
+    def __init__(self, directory: Path, images: Path | None, width: int = 1280, height: int = 1000,
+                 threads: int = 1, backend: str = "auto"):
+        self.directory, self.images, self.size = Path(directory), images and Path(images), (width, height)
+        self.threads, self.backend = threads, backend
 
     def __enter__(self) -> "Page":
         from selenium import webdriver
         from selenium.webdriver.chrome.options import Options
         from selenium.webdriver.chrome.service import Service
 
+        from posezoo.scripts.site import write_site
         from posezoo.scripts.webserver import make_server
 
         if (why := available()) is not None:
             raise BrowserError(why)
-        self.server = make_server(self.directory, self.images, port=0)
+        write_site(self.directory, self.images)
+        self.server = make_server(self.directory, port=0)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         options = Options()
         options.binary_location = CHROMIUM
+        # Chromium's fake camera (a moving test pattern) answers getUserMedia without asking.
         for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
                     f"--window-size={self.size[0]},{self.size[1]}"):
             options.add_argument(arg)
+        options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
         self.driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
         self.driver.set_script_timeout(600)
-        self.driver.get(f"http://127.0.0.1:{self.server.server_address[1]}/")
-        deadline = time.time() + 60
+        self.open_try()
+        self.samples = self.driver.execute_script("return window.posezoo.samples")
+        return self
+
+    def open_try(self) -> None:
+        """Load the try-it page and wait until it has drawn its first run (`window.posezoo` is set)."""
+        self.open(f"try.html?threads={self.threads}&backend={self.backend}")
+        deadline = time.time() + 120
         while time.time() < deadline:
             status = self.driver.execute_script("return document.getElementById('status').textContent")
             if self.driver.execute_script("return !!window.posezoo"):
-                break
+                return
             if self.driver.execute_script("return document.getElementById('status').className") == "error":
-                status = self.driver.execute_script("return document.getElementById('status').textContent")
                 raise BrowserError(f"the page failed: {status}")
             time.sleep(0.1)
-        else:
-            raise BrowserError(f"the page did not start within 60 s: {status}")
-        self.samples = self.driver.execute_script("return window.posezoo.samples")
-        return self
+        raise BrowserError(f"the page did not start within 120 s: {status}")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/site/"
+
+    def open(self, relative: str) -> None:
+        """Load a page of the site (e.g. `index.html`, `models/ID.html`)."""
+        self.driver.get(self.url + relative)
+
+    def console_errors(self) -> list[str]:
+        """The browser console's errors since the last call (Chromium's SEVERE entries). LiteRT.js's
+        wasm writes its own INFO and WARNING log lines to stderr, which lands in console.error: those
+        lines are not errors and are left out; anything else from it counts."""
+        return [e["message"] for e in self.driver.get_log("browser") if e["level"] == "SEVERE"
+                and not LITERT_LOG_LINE.search(e["message"])]
 
     def __exit__(self, *exc) -> None:
         self.driver.quit()
@@ -93,12 +122,8 @@ class Page:
         self.predict(model_id, artifact_path, sample, person)
         return self.call("time", model_id, artifact_path, sample, person, runs)
 
-    def screenshot(self, model_id: str, artifact_path: str, sample: int, person: int, path: Path) -> Path:
-        """The page as a person sees it after pressing run on that choice."""
-        self.call("show", model_id, artifact_path, sample, person)
-        status = self.driver.execute_script("return document.getElementById('status').textContent")
-        if "ms" not in status:
-            raise BrowserError(f"the page did not run {model_id} {artifact_path}: {status}")
+    def screenshot(self, path: Path) -> Path:
+        """The page as it shows now, as a PNG."""
         self.driver.save_screenshot(str(path))
         return Path(path)
 

@@ -213,7 +213,7 @@ def parser() -> argparse.ArgumentParser:
     sources(s)
     s.set_defaults(fn=cmd_verify)
 
-    from posezoo.scripts import bench, evaluate, report, serve
+    from posezoo.scripts import bench, evaluate, serve, site
 
     # Commands with a module of their own: (name, module with add_arguments/run, help, takes --mirror etc.)
     for name, module, text, with_sources in (
@@ -221,10 +221,10 @@ def parser() -> argparse.ArgumentParser:
                              "own files", False),
             ("eval", evaluate, "accuracy of every artifact (and the original) on annotated people: COCO OKS AP or "
                                "MPII PCKh; writes DIR/eval/<annotations>.json", True),
-            ("report", report, "HTML page, PNG figures and Markdown model cards from DIR/manifest.json and "
-                               "DIR/eval/", False),
-            ("serve", serve, "the web page that runs any artifact of DIR/manifest.json in the browser, on "
-                             "localhost", False)):
+            ("site", site, "the zoo as a static site in DIR/site/: the table, a page per model (card, pictures, "
+                           "downloads), try-it in the browser", False),
+            ("serve", serve, "DIR and its site on localhost (cross-origin isolated: multi-threaded wasm); --check "
+                             "runs every artifact in headless Chromium", False)):
         s = sub.add_parser(name, help=text)
         module.add_arguments(s)
         if with_sources:

@@ -1,15 +1,10 @@
-"""`posezoo report DIR`: a self-contained HTML page, PNG figures and a Markdown model card per model,
-from DIR/manifest.json and the accuracy reports `posezoo eval` wrote to DIR/eval/.
-
-Per model the page shows real people with the original's keypoints and each artifact's drawn
-over them (annotations as grey crosses), a table of parity and accuracy per artifact with
-pass/fail, and one plot for the whole manifest: file size against keypoint error per precision.
-Figures are PNG files beside the page and are embedded in it, so the page is one file to share.
+"""What the site (scripts/site.py) says about each model: the pictures of real people with the
+original's and each artifact's keypoints (PNG), size against error for the whole manifest (PNG),
+the rows of parity and accuracy per artifact, and the Markdown model card. Accuracy comes from the
+reports `posezoo eval` wrote to DIR/eval/.
 """
 from __future__ import annotations
 
-import base64
-import html
 import json
 from pathlib import Path
 
@@ -83,8 +78,11 @@ def pictures_png(model: dict, evaluation: dict, annotations: str, path: Path) ->
     return path
 
 
-def size_error_png(manifest: dict, evals: list[dict], path: Path) -> Path:
-    """Left: parity's worst keypoint error; right: mean deviation from the original on the eval set."""
+def size_error_png(manifest: dict, evals: list[dict], path: Path) -> Path | None:
+    """Left: parity's worst keypoint error; right: mean deviation from the original on the eval set.
+    None for a manifest without artifacts."""
+    if not any(model["artifacts"] for model in manifest["models"]):
+        return None
     import matplotlib
 
     matplotlib.use("Agg")
@@ -147,7 +145,7 @@ def artifact_rows(model: dict, evals: list[dict]) -> list[dict]:
               "published": None, "accuracy": original}] if original else []) + rows
 
 
-def _accuracy_text(acc: dict) -> str:
+def accuracy_text(acc: dict) -> str:
     parts = []
     for name, (metric, r) in acc.items():
         value = f"{r[metric]:.3f}" if metric in r else "n/a"
@@ -156,7 +154,7 @@ def _accuracy_text(acc: dict) -> str:
     return "; ".join(parts)
 
 
-def _parity_text(p: dict) -> str:
+def parity_text(p: dict) -> str:
     if not p:
         return ""
     verdict = "PASS" if p.get("passed") else "FAIL"
@@ -169,88 +167,6 @@ def _parity_text(p: dict) -> str:
         text += (f"; robustness set PCK@0.05 {robust['pck@0.05']:.3f} (n={robust['samples']}, worst {worst[0]} "
                  f"{worst[1]:.3f})")
     return text
-
-
-# --- HTML ----------------------------------------------------------------------------------------
-
-def _img(path: Path | None) -> str:
-    if path is None:
-        return ""
-    data = base64.b64encode(path.read_bytes()).decode()
-    return f'<img alt="{html.escape(path.name)}" src="data:image/png;base64,{data}">'
-
-
-def write_report(directory: Path, out: Path | None = None) -> Path:
-    from posezoo.converters.fileio import atomic_write_text
-    from posezoo.manifest import read_manifest
-
-    directory = Path(directory)
-    manifest = read_manifest(directory / "manifest.json")
-    evals = read_evals(directory)
-    out = Path(out or directory / "report")
-    out.mkdir(parents=True, exist_ok=True)
-    parts = [f"<h1>posezoo report: {html.escape(str(directory))}</h1>",
-             f"<p>{len(manifest['models'])} models, {sum(len(m['artifacts']) for m in manifest['models'])} "
-             f"artifacts; accuracy from {len(evals)} eval run(s)"
-             + ("" if evals else " (none yet: run <code>posezoo eval</code> for pictures and accuracy)") + ".</p>",
-             _img(size_error_png(manifest, evals, out / "size_vs_error.png"))]
-    for model in manifest["models"]:
-        parts.append(f'<h2 id="{model["id"]}">{html.escape(model["id"])}: {html.escape(model["title"])}</h2>')
-        parts.append(_model_facts_html(model))
-        for e in evals:
-            entry = next((m for m in e["models"] if m["id"] == model["id"]), None)
-            if entry:
-                png = out / f"{model['id']}_{Path(e['annotations']).stem}.png"
-                parts.append(_img(pictures_png(model, entry, Path(e["annotations"]).name, png)))
-        parts.append(_table_html(artifact_rows(model, evals)))
-        card = out / "cards" / f"{model['id']}.md"
-        atomic_write_text(card, model_card(model, evals))
-        parts.append(f'<p>Model card: <a href="cards/{model["id"]}.md">cards/{model["id"]}.md</a></p>')
-    page = out / "index.html"
-    atomic_write_text(page, HTML_HEAD + "\n".join(parts) + "\n</body></html>\n")
-    return page
-
-
-HTML_HEAD = """<!doctype html><html><head><meta charset="utf-8"><title>posezoo report</title>
-<style>body{font-family:sans-serif;max-width:1200px;margin:1em auto;padding:0 1em}
-table{border-collapse:collapse;font-size:13px;margin:.5em 0 2em}td,th{border:1px solid #ccc;padding:3px 6px}
-th{background:#f0f0f0}.pass{color:#080;font-weight:bold}.fail{color:#b00;font-weight:bold}img{max-width:100%}
-code{background:#f4f4f4}</style></head><body>
-"""
-
-
-def _model_facts_html(model: dict) -> str:
-    spec = model["input"]
-    src = model["source"]
-    verified = src.get("verified_as")
-    user = (f" (user-supplied, verified as the published <code>{html.escape(verified['name'])}</code>)" if verified
-            else " <b>(user-supplied checkpoint: its numbers say nothing about the published weights)</b>"
-            if src.get("user_supplied") else "")
-    if "derived" in src:
-        user += f" <b>(not the publisher's file)</b>: {html.escape(src['derived']['summary'])}"
-    return (f"<p>{html.escape(model['task'])}; input {spec['shape']} {spec.get('layout', 'NHWC')} {spec['dtype']} "
-            f"{spec.get('color', 'RGB')}, crop <code>{html.escape(json.dumps(spec['crop']))}</code>; "
-            f"original <code>{html.escape(src['file'])}</code> sha256 <code>{src['sha256'][:16]}…</code>{user}; "
-            f"license {html.escape(model['license'])}.</p>")
-
-
-def _table_html(rows: list[dict]) -> str:
-    head = "<tr><th>artifact</th><th>format</th><th>precision</th><th>origin</th><th>MB</th><th>parity</th>" \
-           "<th>accuracy (change vs original)</th></tr>"
-    body = []
-    for r in rows:
-        if r["published"] is None:
-            verdict = "reference"
-        elif r["published"]:
-            verdict = _parity_text(r["parity"])
-        else:
-            verdict = f"NOT PUBLISHED ({r['reason']}); " + _parity_text(r["parity"])
-        cls = "" if r["published"] is None else ("pass" if r["published"] and r["parity"].get("passed") else "fail")
-        mb = f"{r['bytes'] / 1e6:.2f}" if r["bytes"] else ""
-        body.append(f"<tr><td>{html.escape(r['artifact'])}</td><td>{r['format']}</td><td>{r['precision']}</td>"
-                    f"<td>{r['origin']}</td><td>{mb}</td><td class='{cls}'>{html.escape(verdict)}</td>"
-                    f"<td>{html.escape(_accuracy_text(r['accuracy']))}</td></tr>")
-    return f"<table>{head}{''.join(body)}</table>"
 
 
 # --- model cards ---------------------------------------------------------------------------------
@@ -284,13 +200,13 @@ def model_card(model: dict, evals: list[dict]) -> str:
     for r in artifact_rows(model, evals):
         lines.append(f"| {r['artifact']} | {r['format']} | {r['precision']} | {r['origin']} | {r['bytes'] or ''} | "
                      f"{(r['sha256'] or '')[:16]} | "
-                     f"{'reference' if r['published'] is None else ('' if r['published'] else 'NOT PUBLISHED: ') + _parity_text(r['parity'])} | "
-                     f"{_accuracy_text(r['accuracy'])} |")
-    lines += ["", "## Intended use and limits", ""] + _limits(model, evals)
+                     f"{'reference' if r['published'] is None else ('' if r['published'] else 'NOT PUBLISHED: ') + parity_text(r['parity'])} | "
+                     f"{accuracy_text(r['accuracy'])} |")
+    lines += ["", "## Intended use and limits", ""] + limits(model, evals)
     return "\n".join(lines) + "\n"
 
 
-def _limits(model: dict, evals: list[dict]) -> list[str]:
+def limits(model: dict, evals: list[dict]) -> list[str]:
     crop = model["input"]["crop"]
     out = []
     if crop["kind"] == "box":
@@ -320,14 +236,3 @@ def _limits(model: dict, evals: list[dict]) -> list[str]:
         out.append("- INT8 artifacts were calibrated on real person crops; their parity numbers are on the same "
                    "kind of crops. Check the INT8 numbers above before choosing it over FP16.")
     return out
-
-
-def add_arguments(p) -> None:
-    p.add_argument("directory", type=Path, help="a build folder with manifest.json (and eval/ from posezoo eval)")
-    p.add_argument("--out", type=Path, help="default DIR/report")
-
-
-def run(args) -> int:
-    page = write_report(args.directory, args.out)
-    print(f"wrote {page} (and PNG figures and cards/ beside it)")
-    return 0

@@ -1,12 +1,13 @@
-"""`posezoo serve DIR`: the web page of zoo/web and a built folder, on localhost, offline
-(scripts/webserver.py); `--check` runs every artifact in headless Chromium (scripts/browser.py)."""
+"""`posezoo serve DIR`: writes DIR's site (scripts/site.py) and serves the folder on localhost,
+offline, cross-origin isolated (scripts/webserver.py); `--check` runs every artifact in the try-it
+page in headless Chromium and compares it with posezoo.loader (scripts/browser.py)."""
 from __future__ import annotations
 
 import json
 import sys
 from pathlib import Path
 
-from posezoo.converters.fingerprint import photos_for
+from posezoo.scripts.site import sample_photos, write_site
 from posezoo.scripts.webserver import make_server, read_build
 
 
@@ -23,16 +24,18 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    images = photos_for(read_build(args.directory), args.images, "--images")
+    manifest = read_build(args.directory)
     if args.check:
+        from posezoo.converters.fingerprint import photos_for
         from posezoo.scripts.browser import Page, agreement_table
 
         ids = [i.strip() for i in args.ids.split(",")] if args.ids else None
-        with Page(args.directory, images) as page:
+        with Page(args.directory, photos_for(manifest, args.images, "--images")) as page:
             rows = page.agreement(Path(args.directory) / "manifest.json", ids)
         print(json.dumps(rows, indent=1) if args.json else agreement_table(rows))
         return 0 if all(r["passed"] for r in rows) else 1
-    server = make_server(args.directory, images, args.port)
+    write_site(args.directory, sample_photos(manifest, args.images))
+    server = make_server(args.directory, args.port)
     print(f"posezoo: http://127.0.0.1:{server.server_address[1]}/  (Ctrl-C stops)", file=sys.stderr)
     try:
         server.serve_forever()

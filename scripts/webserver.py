@@ -1,14 +1,12 @@
-"""The HTTP server behind `posezoo serve` and the browser test: the web page of zoo/web and a
-built folder, on localhost, offline.
+"""The HTTP server behind `posezoo serve` and the browser tests: a built folder and its site
+(scripts/site.py writes DIR/site/), on localhost, offline.
 
-Routes: `/` the page (zoo/web), `/node_modules/...` its runtimes (installed by `npm ci` in
-zoo/web from the lockfile), `/zoo/...` the built folder (manifest.json and artifacts),
-`/images/...` the sample photos and `/samples.json` the people in them (boxes and keypoints
-from the folder's annotation files, as the build reads them), for the page's person picker.
+Every file comes from the folder, nothing outside it (symlinks out of it are refused). `/` goes
+to the site's index. Responses carry the cross-origin isolation headers (COOP same-origin, COEP
+require-corp): the page may then use SharedArrayBuffer, which multi-threaded wasm needs.
 """
 from __future__ import annotations
 
-import json
 import posixpath
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -17,41 +15,29 @@ from urllib.parse import unquote, urlsplit
 
 from posezoo.errors import PosezooError
 
-WEB = Path(__file__).resolve().parents[1] / "zoo" / "web"
-MIME = {".wasm": "application/wasm", ".mjs": "text/javascript", ".js": "text/javascript",
+MIME = {".wasm": "application/wasm", ".mjs": "text/javascript", ".js": "text/javascript", ".md": "text/markdown",
         ".json": "application/json", ".onnx": "application/octet-stream", ".tflite": "application/octet-stream"}
+# What makes a page cross-origin isolated; static hosts need the same two headers for threads.
+ISOLATION_HEADERS = {"Cross-Origin-Opener-Policy": "same-origin", "Cross-Origin-Embedder-Policy": "require-corp"}
 
 
 class ServeError(PosezooError):
     pass
 
 
-def samples(images: Path) -> list[dict]:
-    """Every photo under `images` with its people: box (x, y, w, h) and visible keypoints."""
-    from posezoo.converters.calibration import find_people
-
-    by_image: dict[Path, list] = {}
-    for person in find_people(images):
-        by_image.setdefault(person.image, []).append(
-            {"box": [float(v) for v in person.box], "keypoints": {k: list(v) for k, v in person.keypoints.items()}})
-    return [{"name": str(path.relative_to(images)), "url": "/images/" + path.relative_to(images).as_posix(),
-             "people": people} for path, people in by_image.items()]
-
-
 class Handler(SimpleHTTPRequestHandler):
     extensions_map = {**SimpleHTTPRequestHandler.extensions_map, **MIME}
 
-    def __init__(self, *args, zoo_dir: Path, images: Path, samples_json: bytes, **kwargs):
-        self.zoo_dir, self.images, self.samples_json = zoo_dir, images, samples_json
-        super().__init__(*args, directory=str(WEB), **kwargs)
+    def __init__(self, *args, root: Path, **kwargs):
+        self.root = root
+        super().__init__(*args, directory=str(root), **kwargs)
 
     def do_GET(self):
-        if urlsplit(self.path).path == "/samples.json":
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(self.samples_json)))
+        if urlsplit(self.path).path == "/":
+            self.send_response(302)
+            self.send_header("Location", "/site/index.html")
+            self.send_header("Content-Length", "0")
             self.end_headers()
-            self.wfile.write(self.samples_json)
             return
         super().do_GET()
 
@@ -63,25 +49,19 @@ class Handler(SimpleHTTPRequestHandler):
         return super().send_head()
 
     def translate_path(self, path: str) -> str:
-        """`/zoo/` and `/images/` from their folders, the rest from zoo/web; nothing outside them."""
         path = posixpath.normpath(unquote(urlsplit(path).path))
-        for prefix, root in (("/zoo/", self.zoo_dir), ("/images/", self.images)):
-            if path.startswith(prefix):
-                return str(_inside(root, path[len(prefix):]))
-        return str(_inside(WEB, path.lstrip("/")))
+        target = (self.root / path.lstrip("/")).resolve()
+        return str(target if target.is_relative_to(self.root) else self.root / "__outside__")
 
     def end_headers(self):
         self.send_header("Cache-Control", "no-store")
+        for name, value in ISOLATION_HEADERS.items():
+            self.send_header(name, value)
         super().end_headers()
 
     def log_message(self, format, *args):  # quiet: errors only
         if args and str(args[1]).startswith(("4", "5")):
             super().log_message(format, *args)
-
-
-def _inside(root: Path, relative: str) -> Path:
-    target = (root / relative).resolve()
-    return target if target.is_relative_to(root.resolve()) else root / "__outside__"
 
 
 def read_build(directory: Path) -> dict:
@@ -94,20 +74,16 @@ def read_build(directory: Path) -> dict:
     return read_manifest(path)
 
 
-def make_server(directory: Path, images: Path, port: int = 8000, host: str = "127.0.0.1") -> ThreadingHTTPServer:
-    directory, images = Path(directory).resolve(), Path(images).resolve()
+def make_server(directory: Path, port: int = 8000, host: str = "127.0.0.1") -> ThreadingHTTPServer:
+    """Serve `directory` (a build folder whose site is written) on host:port; port 0: any free port."""
+    directory = Path(directory).resolve()
     read_build(directory)
-    if not (WEB / "node_modules" / "onnxruntime-web").is_dir():
-        raise ServeError(f"the page's runtimes are not installed: run `npm ci` in {WEB} (npm registry, once)")
-    if not images.is_dir():
-        raise ServeError(f"photo folder {images} does not exist: pass --images DIR with photos of people "
-                         "(and their annotation files) for the page")
+    if not (directory / "site" / "try.html").is_file():
+        raise ServeError(f"{directory} has no site: run `posezoo site {directory}` first")
     if not 0 <= port <= 65535:
         raise ServeError(f"port {port} is not a TCP port: pass --port from 1024 to 65535, or 0 for any free port")
-    payload = json.dumps(samples(images)).encode()
-    handler = partial(Handler, zoo_dir=directory, images=images, samples_json=payload)
     try:
-        return ThreadingHTTPServer((host, port), handler)
+        return ThreadingHTTPServer((host, port), partial(Handler, root=directory))
     except OSError as e:
         raise ServeError(f"cannot serve on {host}:{port} ({e.strerror}): pass --port with a free port, "
                          "or 0 for any free port") from None

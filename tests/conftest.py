@@ -52,6 +52,25 @@ def manifest_artifact(fmt, precision, sha="1", path=None, size=1):
             "verified_with": {}}
 
 
+@pytest.fixture
+def web(tmp_path, monkeypatch):
+    """A stand-in for zoo/web with the files the site copies and its runtimes 'installed' (no npm needed)."""
+    from posezoo.scripts import site
+
+    page = tmp_path / "web"
+    for name in site.PAGE_FILES:
+        (page / name).parent.mkdir(parents=True, exist_ok=True)
+        (page / name).write_text(f"<p>posezoo {name}</p>")
+    for package, patterns in site.RUNTIME_FILES.values():
+        for pattern in patterns:
+            path = page / "node_modules" / package / pattern.replace("*", "x")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("")
+    monkeypatch.setattr(site, "WEB", page)
+    monkeypatch.setattr(site, "NODE_MODULES", page / "node_modules")
+    return page
+
+
 @pytest.fixture(scope="session")
 def tiny_tflite(tmp_path_factory) -> Path:
     """A small conv net (conv, depthwise, relu6, pooling, dense) as float TFLite, fixed seed.

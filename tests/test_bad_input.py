@@ -1,6 +1,7 @@
 """Bad input gets a message that names the file or value and says what to do (through the CLI:
 exit 2), never a traceback, a wrong result or silence: calibration photos and annotations, the
 loader's image, box, keypoints and manifest, `read_manifest`, and `posezoo serve`."""
+import contextlib
 import hashlib
 import json
 import shutil
@@ -14,7 +15,7 @@ from PIL import Image
 
 from conftest import manifest_artifact, manifest_model
 from posezoo.converters.calibration import CalibrationError, find_people, load_samples
-from posezoo.scripts import webserver
+from posezoo.scripts import site
 from posezoo.scripts.cli import main
 from posezoo.scripts.webserver import ServeError, make_server
 from posezoo import loader
@@ -204,16 +205,6 @@ def test_recursion_in_the_schema_check_is_a_manifest_error(tmp_path, monkeypatch
 # ---------------------------------------------------------------------------------------- serve
 
 @pytest.fixture
-def web(tmp_path, monkeypatch):
-    """A stand-in for zoo/web with its runtimes 'installed' (no npm needed)."""
-    page = tmp_path / "web"
-    (page / "node_modules" / "onnxruntime-web").mkdir(parents=True)
-    (page / "index.html").write_text("<p>posezoo</p>")
-    monkeypatch.setattr(webserver, "WEB", page)
-    return page
-
-
-@pytest.fixture
 def built(tmp_path):
     folder = tmp_path / "zoo"
     folder.mkdir()
@@ -227,12 +218,13 @@ def _serve(capsys, *args):
 
 
 def test_serve_on_a_busy_port_names_it(web, built, images, capsys):
+    site.write_site(built, images / "single")
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
         with pytest.raises(ServeError, match=f"cannot serve on 127.0.0.1:{port} .*pass --port with a free port"):
-            make_server(built, images / "single", port)
+            make_server(built, port)
         code, err = _serve(capsys, built, "--images", images / "single", f"--port={port}")
     assert code == 2 and f"posezoo serve: error: cannot serve on 127.0.0.1:{port}" in err
 
@@ -245,7 +237,7 @@ def test_serve_on_an_invalid_port_names_it(web, built, images, capsys, port):
 
 def test_serve_on_a_folder_without_a_manifest(web, tmp_path, images, capsys):
     with pytest.raises(ServeError, match="has no manifest.json: pass the --out folder of a posezoo build"):
-        make_server(tmp_path, images / "single", 0)
+        make_server(tmp_path, 0)
     code, err = _serve(capsys, tmp_path)  # without --images: the photos would come from the manifest
     assert code == 2 and f"error: {tmp_path} has no manifest.json" in err
 
@@ -272,14 +264,38 @@ def _get(port, path: bytes) -> bytes:
     return response
 
 
-def test_a_nul_byte_in_a_url_is_a_bad_request(web, built, images):
-    server = make_server(built, images / "single", 0)
+@contextlib.contextmanager
+def _serving(built, images):
+    """The folder's site written and served on a free port; yields the port."""
+    site.write_site(built, images / "single")
+    server = make_server(built, 0)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        port = server.server_address[1]
-        for path in (b"/zoo/manifest%00.json", b"/images/%00", b"/index.html\x00"):
-            assert _get(port, path).startswith(b"HTTP/1.0 400 "), path
-        assert _get(port, b"/zoo/manifest.json").startswith(b"HTTP/1.0 200 ")  # and it still serves
+        yield server.server_address[1]
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_nul_byte_in_a_url_is_a_bad_request(web, built, images):
+    with _serving(built, images) as port:
+        for path in (b"/manifest%00.json", b"/site/samples/%00", b"/site/try.html\x00"):
+            assert _get(port, path).startswith(b"HTTP/1.0 400 "), path
+        assert _get(port, b"/manifest.json").startswith(b"HTTP/1.0 200 ")  # and it still serves
+
+
+def test_the_server_stays_inside_the_folder_and_isolates_the_page(web, built, images, tmp_path):
+    """A symlink out of the folder and a climbing path answer 404; every answer carries COOP/COEP, so
+    the page is cross-origin isolated (multi-threaded wasm); `/` goes to the site's index."""
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not yours")
+    (built / "link.txt").symlink_to(secret)
+    with _serving(built, images) as port:
+        for path in (b"/link.txt", b"/../secret.txt", b"/site/../../secret.txt"):
+            answer = _get(port, path)
+            assert answer.startswith(b"HTTP/1.0 404 ") and b"not yours" not in answer, path
+        answer = _get(port, b"/site/try.html")
+        assert answer.startswith(b"HTTP/1.0 200 ")
+        assert b"Cross-Origin-Opener-Policy: same-origin" in answer
+        assert b"Cross-Origin-Embedder-Policy: require-corp" in answer
+        assert b"Location: /site/index.html" in _get(port, b"/")

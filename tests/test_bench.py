@@ -287,7 +287,7 @@ def test_web_failures_are_bad_input(monkeypatch, tmp_path):
     from posezoo.scripts import browser
 
     class NoBrowser:
-        def __init__(self, *args):
+        def __init__(self, *args, **kwargs):
             pass
 
         def __enter__(self):
@@ -370,6 +370,24 @@ def test_main_json_and_text(zoo, capsys):
     assert main([str(zoo["manifest"]), "--ids", "nope"]) == 2
     assert "not in the manifest" in capsys.readouterr().err
     assert main([str(zoo["root"] / "missing.json")]) == 2
+
+
+def test_saved_rows_are_what_the_site_shows(zoo, capsys):
+    """`--save` writes DIR/bench.json with each row's artifact path as the manifest names it; the
+    publisher's file (not in the folder) has none."""
+    from posezoo.scripts.site import read_bench
+
+    argv = [str(zoo["manifest"]), "--ids", "tiny-b", "--runs", "2", "--warmup", "0", "--cache", str(zoo["cache"])]
+    assert main(argv + ["--save", "--threads", "1,2"]) == 0
+    capsys.readouterr()
+    saved = json.loads((zoo["manifest"].parent / "bench.json").read_text())
+    artifacts = {a["path"] for m in json.loads(zoo["manifest"].read_text())["models"] for a in m["artifacts"]}
+    assert {r["artifact"] for r in saved["rows"] if r["origin"] == "converted"} <= artifacts
+    assert all(r["artifact"] is None for r in saved["rows"] if r["origin"] == "vendor")
+    shown = read_bench(zoo["manifest"].parent)
+    assert {threads for _, threads in shown} == {1, 2} and all(r["median_ms"] > 0 for r in shown.values())
+    assert saved["notes"][0].startswith("machine:")
+    (zoo["manifest"].parent / "bench.json").unlink()
 
 
 def test_the_size_target_allows_040x_only_under_3_mb_of_fp32():

@@ -1,9 +1,9 @@
-"""scripts/evaluate.py (`posezoo eval`) and scripts/report.py (`posezoo report`).
+"""scripts/evaluate.py (`posezoo eval`) and scripts/report.py (the site's rows, figures and cards).
 
 Fast tests check the annotation readers' coordinate conventions, PCKh, COCO AP (pycocotools) and
 the agreement measure on hand-made predictions. Slow tests evaluate the `zoo` manifest of
 conftest (EfficientPose RT-Lite from the authors' Keras file, MoveNet from Google's INT8 file) on
-the shared annotations, then write the report and cards."""
+the shared annotations (tests/test_site.py then shows them on the site)."""
 import json
 from pathlib import Path
 
@@ -104,27 +104,6 @@ def test_eval_runs_the_original_and_every_artifact_through_the_loader(zoo, share
     assert coco["models"][0]["rows"][0]["origin"] == "vendor"  # built from Google's file: it is the reference
 
 
-@pytest.mark.slow
-def test_report_shows_every_artifact_with_pictures_and_cards(zoo):
-    """Run after the eval test (same session fixture): the page has a picture per evaluated model."""
-    from posezoo.scripts.cli import main
-
-    assert main(["report", str(zoo.parent)]) == 0
-    out = zoo.parent / "report"
-    page = (out / "index.html").read_text()
-    manifest = json.loads(zoo.read_text())
-    for model in manifest["models"]:
-        for art in model["artifacts"]:
-            assert art["path"] in page
-        card = (out / "cards" / f"{model['id']}.md").read_text()
-        assert model["source"]["sha256"] in card and all(a["sha256"][:16] in card for a in model["artifacts"])
-    assert (out / "size_vs_error.png").stat().st_size > 10_000
-    pictures = sorted(p.name for p in out.glob("*_test_*.png"))
-    if (zoo.parent / "eval").is_dir():
-        assert "efficientpose-rt-lite_test_mpii.png" in pictures
-        assert page.count("data:image/png;base64,") == 1 + len(pictures)
-
-
 def test_report_rows_list_the_original_every_artifact_and_the_rejected_ones():
     from posezoo.scripts.report import artifact_rows
 
@@ -173,7 +152,8 @@ def test_a_multi_person_model_is_matched_to_each_annotated_person(images, monkey
 def test_a_card_says_when_the_original_is_someone_elses_conversion():
     from conftest import manifest_model
 
-    from posezoo.scripts.report import _model_facts_html, model_card
+    from posezoo.scripts.report import model_card
+    from posezoo.scripts.site import model_html
 
     model = manifest_model()
     model["title"] = "MoveNet"
@@ -186,4 +166,4 @@ def test_a_card_says_when_the_original_is_someone_elses_conversion():
     card = model_card(model, [])
     assert "read with `x.bin` (7 bytes), sha256 `" + "1" * 64 in card
     assert card.count("not the publisher's own file") == 2  # under Original, and under the limits
-    assert "not the publisher's file" in _model_facts_html(model)
+    assert "not the publisher's file" in model_html(model, [], {}, [])

@@ -1,4 +1,4 @@
-"""The web page (zoo/web) in headless Chromium: the JavaScript twin of zoo/loader.py.
+"""The try-it page (zoo/web, in the site) in headless Chromium: the JavaScript twin of zoo/loader.py.
 
 Fast-ish tests compare the page's crop matrices and warp with the Python loader's, exactly. The
 slow test runs every artifact of the `zoo` manifest of conftest (MoveNet Lightning: Google's INT8
@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from posezoo.scripts import browser
-from posezoo.scripts.webserver import WEB
+from posezoo.scripts.site import WEB
 from posezoo.loader import crop_matrix, warp
 from posezoo.manifest import empty_manifest
 
@@ -97,7 +97,9 @@ def test_the_page_draws_the_pose_and_reports_its_latency(zoo, page, tmp_path):
     model = next(m for m in json.loads(zoo.read_text())["models"] if m["id"] == "efficientpose-rt-lite")
     art = next(a for a in model["artifacts"] if a["format"] == "tflite" and a["precision"] == "int8")
     sample = next(i for i, s in enumerate(page.samples) if s["name"] == "single/squat.bmp")
-    shot = page.screenshot(model["id"], art["path"], sample, 0, tmp_path / "page.png")
+    shown = page.call("show", model["id"], art["path"], sample, 0)
+    assert not shown["error"] and " ms" in shown["status"], shown
+    shot = page.screenshot(tmp_path / "page.png")
     shutil.copy(shot, Path(os.environ.get("POSEZOO_SCREENSHOTS", tmp_path)) / "page_efficientpose-rt-lite_int8.png")
     assert shot.stat().st_size > 50_000
     times = page.latencies(model["id"], art["path"], runs=3, sample=sample)
@@ -109,9 +111,13 @@ def test_bench_gains_a_web_column(zoo, images, capsys):
     from posezoo.scripts.bench import main
 
     assert main([str(zoo), "--ids", "efficientpose-rt-lite", "--runs", "2", "--warmup", "0", "--web",
-                 "--images", str(images), "--json"]) == 0
+                 "--threads", "1,2", "--images", str(images), "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert rows and all(r["web_ms"] > 0 for r in rows if r["origin"] == "converted")
+    converted = [r for r in rows if r["origin"] == "converted"]
+    assert {r["threads"] for r in converted} == {1, 2}
+    for r in converted:
+        assert r["web_ms"] > 0 and r["web_vs_native"] == round(r["web_ms"] / r["median_ms"], 2)
+        assert f"{r['threads']} thread" in r["web_backend"] and "wasm" in r["web_backend"], r["web_backend"]
 
 
 def test_multi_pose_decoding_in_the_page_matches_python(empty_page):

@@ -48,10 +48,12 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--cache", type=Path, help="content-addressed cache; default $POSEZOO_CACHE or ~/.cache/posezoo")
     p.add_argument("--vendor-file", type=_vendor_file, action="append", default=[], metavar="MODEL_ID=PATH",
                    help="a publisher's own file of that model to time beside ours (repeatable)")
-    p.add_argument("--web", action="store_true", help="also time each artifact in the web page (headless Chromium, "
-                                                      "1 thread wasm): the `web ms` column")
+    p.add_argument("--web", action="store_true", help="also time each artifact in the site's try-it page (headless "
+                                                      "Chromium, wasm, each --threads count): `web ms` and `web/native`")
     p.add_argument("--images", type=Path, help="photos for the page (--web); default: $POSEZOO_CALIBRATION_IMAGES")
     p.add_argument("--json", action="store_true", help="print the rows as JSON (progress and notes on stderr)")
+    p.add_argument("--save", action="store_true", help="also write the rows to DIR/bench.json, where `posezoo site` "
+                                                       "shows them")
     return p
 
 
@@ -76,16 +78,20 @@ def run(args) -> int:
     machine = f"{os.cpu_count()} CPUs, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())} at start"
     rows = make_rows(measure(targets, args.threads, args.runs, args.warmup, args.pause_ms, progress=True))
     if args.web:
-        web = web_latencies(manifest_path, manifest, ids, args.runs, args.images)
+        web = web_latencies(manifest_path, manifest, ids, args.runs, args.images, args.threads)
         for r in rows:
-            if r["path"] in web:
-                r["web_ms"] = web[r["path"]]
-        notes.append("web ms: the page in headless Chromium (no WebGPU adapter here: wasm only), 1 thread")
+            if (r["path"], r["threads"]) in web:
+                r["web_ms"], r["web_backend"] = web[(r["path"], r["threads"])]["ms"], web[(r["path"], r["threads"])]["backend"]
+                r["web_vs_native"] = round(r["web_ms"] / r["median_ms"], 2) if r["median_ms"] else None
+        notes.append("web ms: the site's try-it page in headless Chromium, wasm at the same thread count "
+                     "(cross-origin isolated; no WebGPU adapter headless); web/native: web ms over median ms")
     notes.insert(0, f"machine: {machine}; {args.runs} runs after {args.warmup} warm-up per file and thread count, "
                     f"round-robin; peak MiB = the run's process peak RSS minus a process that only imports the runtime")
     for r in rows:
         if r["error"]:
             notes.append(f"{r['file']} ({r['threads']} threads): {r['error']}")
+    if args.save:
+        save_rows(manifest_path.parent, rows, notes)
     if args.json:
         print(json.dumps(rows, indent=2))
         for n in notes:
@@ -95,6 +101,18 @@ def run(args) -> int:
         for n in notes:
             print(f"note: {n}")
     return EXIT_WORKER_FAILED if any(r["error"] for r in rows) else 0
+
+
+def save_rows(directory: Path, rows: list[dict], notes: list[str]) -> Path:
+    """DIR/bench.json: the rows, each with its artifact's manifest path (`artifact`), and the notes."""
+    from posezoo.converters.fileio import atomic_write_text
+
+    root = directory.resolve()
+    saved = [{**r, "artifact": Path(r["path"]).resolve().relative_to(root).as_posix()
+              if Path(r["path"]).resolve().is_relative_to(root) else None} for r in rows]
+    path = directory / "bench.json"
+    atomic_write_text(path, json.dumps({"rows": saved, "notes": notes}, indent=1))
+    return path
 
 
 def main(argv=None) -> int:

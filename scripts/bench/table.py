@@ -40,10 +40,11 @@ def table_cells(row: dict) -> list[str]:
 
 def format_table(rows: list[dict]) -> str:
     web = any("web_ms" in r for r in rows)
-    columns = COLUMNS + ["web ms"] if web else COLUMNS
-    cells = [columns] + [table_cells(r) + ([_f(r.get("web_ms"), "{:.1f}")] if web else []) for r in rows]
+    columns = COLUMNS + ["web ms", "web/native"] if web else COLUMNS
+    cells = [columns] + [table_cells(r) + ([_f(r.get("web_ms"), "{:.1f}"), _f(r.get("web_vs_native"))] if web else [])
+                         for r in rows]
     widths = [max(len(c[i]) for c in cells) for i in range(len(columns))]
-    numeric = {3, 4, 5, 6, 7, 8, 9, 10, len(COLUMNS)}
+    numeric = {3, 4, 5, 6, 7, 8, 9, 10, len(COLUMNS), len(COLUMNS) + 1}
     lines = []
     for k, c in enumerate(cells):
         lines.append("  ".join(x.rjust(w) if (i in numeric and k) else x.ljust(w)

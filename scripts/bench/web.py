@@ -1,4 +1,5 @@
-"""`--web`: the median latency of each artifact in the posezoo page, headless Chromium, 1 thread wasm."""
+"""`--web`: the median latency of each artifact in the site's try-it page, headless Chromium, wasm,
+at each thread count (the page is cross-origin isolated, so 2 threads are 2 wasm threads)."""
 from __future__ import annotations
 
 import statistics
@@ -7,22 +8,26 @@ from pathlib import Path
 from posezoo.scripts.bench.targets import BenchError
 
 
-def web_latencies(manifest_path: Path, manifest: dict, ids, runs: int, images: Path | None) -> dict[str, float]:
-    """{artifact path: median ms in the page, 1 thread wasm} for the manifest's artifacts."""
+def web_latencies(manifest_path: Path, manifest: dict, ids, runs: int, images: Path | None,
+                  threads: tuple[int, ...] = (1,)) -> dict[tuple[str, int], dict]:
+    """{(artifact path, threads): {"ms": median, "backend": what ran it}} for the manifest's artifacts."""
     from posezoo.converters.fingerprint import photos_for
     from posezoo.scripts.browser import BrowserError, Page
     from posezoo.scripts.webserver import ServeError
 
-    medians = {}
+    results = {}
     try:
         images = photos_for(manifest, images, "--images")
-        with Page(manifest_path.parent, images) as page:
-            for model in manifest["models"]:
-                if ids and model["id"] not in ids:
-                    continue
-                for art in model["artifacts"]:
-                    times = page.latencies(model["id"], art["path"], runs)
-                    medians[str(manifest_path.parent / art["path"])] = round(statistics.median(times), 2)
+        for count in threads:
+            with Page(manifest_path.parent, images, threads=count, backend="wasm") as page:
+                for model in manifest["models"]:
+                    if ids and model["id"] not in ids:
+                        continue
+                    for art in model["artifacts"]:
+                        backend = page.predict(model["id"], art["path"], 0, 0)["backend"]  # the warm-up run
+                        times = page.call("time", model["id"], art["path"], 0, 0, runs)
+                        results[(str(manifest_path.parent / art["path"]), count)] = {
+                            "ms": round(statistics.median(times), 2), "backend": backend}
     except (BrowserError, ServeError) as e:
         raise BenchError(f"--web: {e}") from None
-    return medians
+    return results

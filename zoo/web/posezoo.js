@@ -4,10 +4,11 @@
 // bilinear AFFINE: pixel centres at +0.5, black outside, truncated to integers), colour order,
 // normalization, quantization, the artifact's layout, dequantized outputs, the manifest's decoder,
 // keypoints mapped back to the photo. ONNX artifacts run on ONNX Runtime Web (wasm), TFLite ones
-// on LiteRT.js (wasm); both come from npm (zoo/web/package-lock.json), nothing from a CDN.
+// on LiteRT.js; both come from npm (zoo/web/package-lock.json), nothing from a CDN. Each runs on
+// WebGPU where the browser has an adapter and the file compiles there, else on wasm (SIMD,
+// multi-threaded when the page is cross-origin isolated): `configure` chooses, `backendOf` says.
 // No code path depends on a model's name: only on what its manifest entry says.
 
-import * as ort from "onnxruntime-web";
 import { loadLiteRt, loadAndCompile, Tensor } from "@litertjs/core";
 
 const INTEGER_DTYPES = new Set(["int8", "uint8", "int32"]);
@@ -303,22 +304,81 @@ function personlabPoses(spec, outputs) {
 
 // --- runtimes ----------------------------------------------------------------------------------
 
+// Where the runtimes' wasm files are and how they run; set once, before the first artifact loads
+// (a wasm module's thread count is fixed when it starts). `onnxWasm` undefined: next to the module.
 let liteRtReady = null;
+const ortModules = {};
+const runtime = { backend: "wasm", threads: 1, onnxWasm: undefined, liteRtWasm: "/node_modules/@litertjs/core/wasm/" };
 
-async function openOnnx(url, threads) {
-  ort.env.wasm.wasmPaths = "/node_modules/onnxruntime-web/dist/";
-  ort.env.wasm.numThreads = threads;
-  const session = await ort.InferenceSession.create(url, { executionProviders: ["wasm"], graphOptimizationLevel: "all" });
-  return async (inputName, x, dtype) => {
+// Whether this browser's wasm has SIMD (a module using one v128 instruction validates).
+export const wasmSimd = () => WebAssembly.validate(new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123,
+  3, 2, 1, 0, 10, 10, 1, 8, 0, 65, 0, 253, 15, 253, 98, 11]));
+
+// Pick the backend and threads: `backend` "auto" takes WebGPU when an adapter exists; `threads`
+// "auto" takes up to 4 cores where the page is cross-origin isolated (SharedArrayBuffer), else 1.
+export async function configure({ backend = "auto", threads = "auto", onnxWasm, liteRtWasm } = {}) {
+  if (liteRtReady || Object.keys(ortModules).length) throw new Error("configure() must run before the first artifact is loaded");
+  const isolated = globalThis.crossOriginIsolated === true;
+  if (backend === "auto") {
+    const adapter = globalThis.navigator && navigator.gpu ? await navigator.gpu.requestAdapter().catch(() => null) : null;
+    backend = adapter ? "webgpu" : "wasm";
+  }
+  if (threads === "auto") threads = isolated ? Math.min(navigator.hardwareConcurrency || 1, 4) : 1;
+  if (threads > 1 && !isolated) throw new Error(`${threads} threads need a cross-origin isolated page (COOP/COEP headers)`);
+  Object.assign(runtime, { backend, threads: Number(threads) },
+    onnxWasm ? { onnxWasm } : {}, liteRtWasm ? { liteRtWasm } : {});
+  return { backend, threads: runtime.threads, isolated, simd: wasmSimd() };
+}
+
+// ONNX Runtime Web: its WebGPU build (which also runs wasm) only where WebGPU is wanted.
+async function onnxRuntime(webgpu) {
+  const key = webgpu ? "webgpu" : "wasm";
+  if (!ortModules[key]) {
+    const ort = await (webgpu ? import("onnxruntime-web/webgpu") : import("onnxruntime-web"));
+    if (runtime.onnxWasm) ort.env.wasm.wasmPaths = runtime.onnxWasm;
+    ort.env.wasm.numThreads = runtime.threads;
+    ortModules[key] = ort;
+  }
+  return ortModules[key];
+}
+
+async function openOnnx(bytes) {
+  const wasm = `wasm, ${runtime.threads} thread${runtime.threads > 1 ? "s" : ""}${wasmSimd() ? ", SIMD" : ""}`;
+  let ort = null, session = null, backend = `onnxruntime-web ${wasm}`;
+  if (runtime.backend === "webgpu") {
+    try {
+      ort = await onnxRuntime(true);
+      session = await ort.InferenceSession.create(bytes, { executionProviders: ["webgpu", "wasm"], graphOptimizationLevel: "all" });
+      backend = "onnxruntime-web webgpu (wasm for ops webgpu lacks)";
+    } catch (e) {
+      backend += ` (webgpu failed: ${String(e.message || e).slice(0, 80)})`;
+    }
+  }
+  if (!session) {
+    ort = await onnxRuntime(false);
+    session = await ort.InferenceSession.create(bytes, { executionProviders: ["wasm"], graphOptimizationLevel: "all" });
+  }
+  const run = async (inputName, x, dtype) => {
     const results = await session.run({ [inputName]: new ort.Tensor(dtype, x.data, x.shape) });
     return Object.fromEntries(Object.entries(results).map(([name, t]) => [name, { data: t.data, shape: t.dims }]));
   };
+  return { run, backend };
 }
 
-async function openTflite(url, threads, io) {
-  liteRtReady ??= loadLiteRt("/node_modules/@litertjs/core/wasm/");
+async function openTflite(bytes, io) {
+  liteRtReady ??= loadLiteRt(runtime.liteRtWasm, { threads: runtime.threads > 1 });
   await liteRtReady;
-  const model = await loadAndCompile(url, { accelerator: "wasm", cpuOptions: { numThreads: threads } });
+  const wasm = `LiteRT.js wasm, ${runtime.threads} thread${runtime.threads > 1 ? "s" : ""}${wasmSimd() ? ", SIMD" : ""}`;
+  let model = null, backend = wasm;
+  if (runtime.backend === "webgpu") {
+    try {
+      model = await loadAndCompile(bytes, { accelerator: "webgpu" });
+      backend = "LiteRT.js webgpu";
+    } catch (e) {
+      backend += ` (webgpu failed: ${String(e.message || e).slice(0, 80)})`;
+    }
+  }
+  model ??= await loadAndCompile(bytes, { accelerator: "wasm", cpuOptions: { numThreads: runtime.threads } });
   const inputs = model.getInputDetails(), outputs = model.getOutputDetails();
   // LiteRT.js knows a signature's tensors by their signature keys: the manifest records them.
   const byKey = Object.fromEntries(io.outputs.filter((o) => o.signature_key).map((o) => [o.signature_key, o.name]));
@@ -326,7 +386,7 @@ async function openTflite(url, threads, io) {
   if (inputs.length !== 1 || (inputKey && inputs[0].name !== inputKey)) {
     throw new Error(`LiteRT.js sees inputs ${inputs.map((d) => d.name).join(", ")}; the manifest says ${inputKey || io.inputs[0].name}`);
   }
-  return async (inputName, x) => {
+  const run = async (inputName, x) => {
     const tensor = new Tensor(x.data, x.shape);
     const results = await model.run([tensor]);
     tensor.delete();
@@ -337,10 +397,11 @@ async function openTflite(url, threads, io) {
     });
     return raw;
   };
+  return { run, backend };
 }
 
 // A predictor for one artifact: predict(imageData, {box, keypoints}) -> keypoints in the photo.
-export async function load(manifest, baseUrl, modelId, artifactPath, { threads = 1 } = {}) {
+export async function load(manifest, baseUrl, modelId, artifactPath) {
   const model = manifest.models.find((m) => m.id === modelId);
   if (!model) throw new Error(`no model ${modelId} in the manifest`);
   const artifact = model.artifacts.find((a) => a.path === artifactPath);
@@ -350,7 +411,7 @@ export async function load(manifest, baseUrl, modelId, artifactPath, { threads =
   const bytes = new Uint8Array(await (await fetch(url)).arrayBuffer());
   const digest = Array.from(new Uint8Array(await crypto.subtle.digest("SHA-256", bytes)), (b) => b.toString(16).padStart(2, "0")).join("");
   if (digest !== artifact.sha256) throw new Error(`${artifactPath} is not the file the manifest lists: sha256 ${digest}, manifest says ${artifact.sha256}`);
-  const run = artifact.format === "onnx" ? await openOnnx(bytes, threads) : await openTflite(bytes, threads, artifact.io);
+  const { run, backend } = artifact.format === "onnx" ? await openOnnx(bytes) : await openTflite(bytes, artifact.io);
   const spec = model.input;
   const [height, width] = inputHW(spec);
   const ioInput = artifact.io.inputs[0];
@@ -378,7 +439,7 @@ export async function load(manifest, baseUrl, modelId, artifactPath, { threads =
     const milliseconds = performance.now() - start; // the inference alone
     return { ...decodePose(matrix, outputsOf(raw)), milliseconds };
   };
-  return Object.assign(predict, { prepare, infer, decodePose, model, artifact, width, height });
+  return Object.assign(predict, { prepare, infer, decodePose, model, artifact, width, height, backend });
 }
 
 // --- golden vectors (zoo/golden.py) ---------------------------------------------------------------
@@ -479,31 +540,38 @@ export async function imageData(url) {
   return ctx.getImageData(0, 0, bitmap.width, bitmap.height);
 }
 
-// Skeletons, keypoints coloured by score, on a canvas showing the image: those the decoder finds.
-export function draw(canvas, image, poses, skeleton, decoder) {
+// The image on the canvas, at its own size.
+export function drawImage(canvas, image) {
   canvas.width = image.width;
   canvas.height = image.height;
-  const ctx = canvas.getContext("2d");
-  ctx.putImageData(image, 0, 0);
-  poses.forEach((pose) => drawPose(ctx, image, pose, skeleton, found(pose.scores, decoder)));
+  canvas.getContext("2d").putImageData(image, 0, 0);
 }
 
-function drawPose(ctx, image, pose, skeleton, shown) {
-  const r = Math.max(2, Math.round(Math.max(image.width, image.height) / 250));
-  ctx.lineWidth = r;
-  ctx.strokeStyle = "#00c8ff";
-  for (const [a, b] of skeleton) {
-    if (!shown[a] || !shown[b]) continue;
-    ctx.beginPath();
-    ctx.moveTo(...pose.keypoints[a]);
-    ctx.lineTo(...pose.keypoints[b]);
-    ctx.stroke();
+// Skeletons in `color` and keypoints coloured by score, over what the canvas shows: only those
+// the decoder finds.
+export function drawPoses(canvas, poses, skeleton, decoder, color = "#00c8ff") {
+  const ctx = canvas.getContext("2d");
+  const r = Math.max(2, Math.round(Math.max(canvas.width, canvas.height) / 250));
+  for (const pose of poses) {
+    const shown = found(pose.scores, decoder);
+    ctx.lineWidth = r;
+    ctx.strokeStyle = color;
+    for (const [a, b] of skeleton) {
+      if (!shown[a] || !shown[b]) continue;
+      ctx.beginPath();
+      ctx.moveTo(...pose.keypoints[a]);
+      ctx.lineTo(...pose.keypoints[b]);
+      ctx.stroke();
+    }
+    pose.keypoints.forEach(([x, y], k) => {
+      if (!shown[k]) return;
+      ctx.fillStyle = `hsl(${Math.round(60 * Math.min(Math.max(pose.scores[k], 0), 1))}, 100%, 50%)`;
+      ctx.strokeStyle = color;
+      ctx.lineWidth = Math.max(1, r / 2);
+      ctx.beginPath();
+      ctx.arc(x, y, r * 1.5, 0, 2 * Math.PI);
+      ctx.fill();
+      ctx.stroke();
+    });
   }
-  pose.keypoints.forEach(([x, y], k) => {
-    if (!shown[k]) return;
-    ctx.fillStyle = `hsl(${Math.round(60 * Math.min(Math.max(pose.scores[k], 0), 1))}, 100%, 50%)`;
-    ctx.beginPath();
-    ctx.arc(x, y, r * 1.5, 0, 2 * Math.PI);
-    ctx.fill();
-  });
 }
