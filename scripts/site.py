@@ -38,7 +38,7 @@ RUNTIME_FILES = {
     "litertjs-core": ("@litertjs/core", ["dist/index.js", "wasm/*", "package.json"]),
     "litertjs-wasm-utils": ("@litertjs/wasm-utils", ["dist/index.js", "package.json"]),
 }
-PAGE_FILES = ["try.html", "app.js", "posezoo.js", "site.css", "table.js"]
+PAGE_FILES = ["try.html", "app.js", "posezoo.js", "widen.js", "site.css", "table.js"]
 CELLS = [(f, p) for f in ("onnx", "tflite") for p in ("fp32", "fp16", "int8")]
 
 
@@ -209,7 +209,7 @@ def index_html(manifest: dict, evals: list[dict], bench: dict, figure: str | Non
     families = sorted({m["family"] for m in models})
     artifacts = sum(len(m["artifacts"]) for m in models)
     rejected = sum(len(m.get("rejected", [])) for m in models)
-    timing = ("Latency: median ms of `posezoo bench --save` (1T/2T: threads; native LiteRT/ONNX Runtime, "
+    timing = ("Latency: median ms of <code>posezoo bench --save</code> (1T/2T: threads; native LiteRT/ONNX Runtime, "
               "web: the try-it page in Chromium)." if bench else
               "No latency yet: run <code>posezoo bench DIR/manifest.json --threads 1,2 --web --save</code>.")
     accuracy = ("Accuracy change: the artifact's metric minus the original's on the annotated people of "

@@ -95,7 +95,7 @@ def test_the_javascript_package_is_the_page_module():
                             text=True, check=True)
     (package,) = json.loads(packed.stdout)
     assert package["name"] == "posezoo-runtime" and sorted(f["path"] for f in package["files"]) == [
-        "package.json", "posezoo.js"]
+        "package.json", "posezoo.js", "widen.js"]
 
 
 # ---------------------------------------------------------------------------------------- slow

@@ -148,3 +148,46 @@ def test_multipose_regression_in_the_page_matches_python(empty_page):
     for pose, (xy, scores, _) in zip(got, expected):
         np.testing.assert_allclose(pose["xy"], xy, atol=1e-4)
     np.testing.assert_allclose(empty_page.call("decode", spec, js_outputs)["xy"], decode(spec, outputs)[0], atol=1e-4)
+
+
+def test_an_fp16_onnx_file_widened_in_the_page_is_its_float32_twin(empty_page, tmp_path):
+    """What the page runs on wasm for an FP16 ONNX file: every float16 tensor, Cast and type
+    widened to float32 (its weights exactly the float16 values), so ONNX Runtime's float32
+    kernels run it instead of emulating half precision; it computes what the FP16 file computes."""
+    import base64
+
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from posezoo.converters.onnx_fp16 import onnx_to_fp16
+
+    rng = np.random.default_rng(3)
+    weight = numpy_helper.from_array(rng.normal(0, 0.3, (4, 3, 3, 3)).astype(np.float32), "w")
+    bias = numpy_helper.from_array(rng.normal(0, 0.1, 4).astype(np.float32), "b")
+    scale = helper.make_node("Constant", [], ["s"], value=numpy_helper.from_array(np.float32([1.5, 0.5, 2.0, 1.0]).reshape(1, 4, 1, 1)))
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["c"], ["r"]),
+         scale, helper.make_node("Mul", ["r", "s"], ["y"])], "tiny",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])], [weight, bias])
+    fp32 = tmp_path / "fp32.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), fp32)
+    fp16 = onnx_to_fp16(fp32, tmp_path / "fp16.onnx")
+    widened = base64.b64decode(empty_page.call("widen", base64.b64encode(fp16.read_bytes()).decode()))
+    model = onnx.load_from_string(widened)
+    onnx.checker.check_model(model)
+    half = onnx.load(fp16)
+    assert any(t.data_type == TensorProto.FLOAT16 for t in half.graph.initializer)  # there was float16 to widen
+    assert all(t.data_type == TensorProto.FLOAT for t in model.graph.initializer)
+    for t in half.graph.initializer:
+        widened_t = next(w for w in model.graph.initializer if w.name == t.name)
+        np.testing.assert_array_equal(numpy_helper.to_array(widened_t), numpy_helper.to_array(t).astype(np.float32))
+    for node in model.graph.node:
+        for a in node.attribute:
+            assert not (a.name == "to" and a.i == TensorProto.FLOAT16), node
+            assert not (a.type == onnx.AttributeProto.TENSOR and a.t.data_type == TensorProto.FLOAT16), node
+    x = rng.normal(0, 1, (1, 3, 8, 8)).astype(np.float32)
+    run = lambda data: ort.InferenceSession(data, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    want, got = run(fp16.read_bytes()), run(widened)
+    np.testing.assert_allclose(got, want, rtol=2e-3, atol=2e-3 * np.abs(want).max())  # fp16 activations only

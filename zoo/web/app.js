@@ -1,6 +1,7 @@
 // The try-it page of the site: pick a model and an artifact (and a second one to compare), a sample
 // photo, your own photo or the webcam; it runs as soon as something is picked and draws the keypoints.
 import { checkGolden, configure, cropMatrix, decode, decodeMultiPose, drawImage, drawPoses, found, imageData, load, loadManifest, warp } from "./posezoo.js";
+import { widenFloat16 } from "./widen.js";
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -211,6 +212,11 @@ async function main() {
     decode: (spec, outputs) => decode(spec, tensors(outputs)),
     decodeMultiPose: (spec, outputs) => decodeMultiPose(spec, tensors(outputs)),
     warp: (rgba, iw, ih, m, width, height) => Array.from(warp(Uint8ClampedArray.from(rgba), iw, ih, m, width, height)),
+    // an FP16 ONNX file (base64) widened to float32 as the wasm path runs it (base64)
+    widen: (base64) => {
+      const out = widenFloat16(Uint8Array.from(atob(base64), (c) => c.charCodeAt(0)));
+      return btoa(Array.from(out, (b) => String.fromCharCode(b)).join(""));
+    },
     async predict(modelId, artifactPath, sampleIndex, personIndex, crop = null) {
       const { pose, predict } = await runArtifact(modelId, artifactPath, sampleIndex, personIndex, { crop });
       return { keypoints: pose.keypoints, scores: pose.scores, names: pose.names, milliseconds: pose.milliseconds,

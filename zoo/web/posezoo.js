@@ -10,6 +10,7 @@
 // No code path depends on a model's name: only on what its manifest entry says.
 
 import { loadLiteRt, loadAndCompile, Tensor } from "@litertjs/core";
+import { widenFloat16 } from "./widen.js";
 
 const INTEGER_DTYPES = new Set(["int8", "uint8", "int32"]);
 const TYPED = { float32: Float32Array, int8: Int8Array, uint8: Uint8Array, int32: Int32Array };
@@ -342,7 +343,7 @@ async function onnxRuntime(webgpu) {
   return ortModules[key];
 }
 
-async function openOnnx(bytes) {
+async function openOnnx(bytes, artifact) {
   const wasm = `wasm, ${runtime.threads} thread${runtime.threads > 1 ? "s" : ""}${wasmSimd() ? ", SIMD" : ""}`;
   let ort = null, session = null, backend = `onnxruntime-web ${wasm}`;
   if (runtime.backend === "webgpu") {
@@ -355,6 +356,14 @@ async function openOnnx(bytes) {
     }
   }
   if (!session) {
+    if (artifact.precision === "fp16") { // wasm has no float16 arithmetic: run the float16 weights as float32
+      try {
+        bytes = widenFloat16(bytes);
+        backend += ", float16 widened to float32";
+      } catch (e) {
+        backend += `, float16 emulated (${e.message})`;
+      }
+    }
     ort = await onnxRuntime(false);
     session = await ort.InferenceSession.create(bytes, { executionProviders: ["wasm"], graphOptimizationLevel: "all" });
   }
@@ -411,7 +420,7 @@ export async function load(manifest, baseUrl, modelId, artifactPath) {
   const bytes = new Uint8Array(await (await fetch(url)).arrayBuffer());
   const digest = Array.from(new Uint8Array(await crypto.subtle.digest("SHA-256", bytes)), (b) => b.toString(16).padStart(2, "0")).join("");
   if (digest !== artifact.sha256) throw new Error(`${artifactPath} is not the file the manifest lists: sha256 ${digest}, manifest says ${artifact.sha256}`);
-  const { run, backend } = artifact.format === "onnx" ? await openOnnx(bytes) : await openTflite(bytes, artifact.io);
+  const { run, backend } = artifact.format === "onnx" ? await openOnnx(bytes, artifact) : await openTflite(bytes, artifact.io);
   const spec = model.input;
   const [height, width] = inputHW(spec);
   const ioInput = artifact.io.inputs[0];
