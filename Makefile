@@ -30,7 +30,8 @@ install: $(STAMP) $(WEB_STAMP)
 # not published and is listed (NOT PUBLISHED lines and `rejected` in the manifest), and the
 # published ones are verified. EfficientPose III/IV and PoseNet 1.00, whose files cannot be had
 # here, are listed as NOT PUBLISHED (not built); build them with `posezoo build ID --checkpoint FILE`.
-# Then the site: $(OUT)/site/index.html (the table, a page per model, try-it; `posezoo serve $(OUT)`).
+# Then accuracy on the annotated photos (COCO AP, MPII PCKh: the site's pictures and accuracy
+# changes) and the site: $(OUT)/site/index.html (the table, a page per model, try-it; `posezoo serve $(OUT)`).
 MIRROR ?= $(SHARED)/checkpoints
 FAMILIES ?= blazepose efficientpose movenet posenet
 
@@ -38,6 +39,10 @@ build: $(STAMP) $(WEB_STAMP)
 	$(VENV)/bin/posezoo build $(FAMILIES) --out $(OUT) --calibration-images $(SHARED)/images \
 		--mirror $(MIRROR) --keep-going
 	$(VENV)/bin/posezoo verify $(OUT)/manifest.json --calibration-images $(SHARED)/images --mirror $(MIRROR)
+	$(VENV)/bin/posezoo eval $(OUT)/manifest.json --images $(SHARED)/images/coco \
+		--annotations $(SHARED)/images/coco/test_coco.json --mirror $(MIRROR)
+	$(VENV)/bin/posezoo eval $(OUT)/manifest.json --images $(SHARED)/images/mpii \
+		--annotations $(SHARED)/images/mpii/test_mpii.json --mirror $(MIRROR)
 	$(VENV)/bin/posezoo site $(OUT) --images $(SHARED)/images
 
 # -P: the repository root is not on sys.path, so the tests import the installed `posezoo` package

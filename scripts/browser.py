@@ -41,9 +41,9 @@ class Page:
     `threads` and `backend` are the page's (its URL parameters)."""
 
     def __init__(self, directory: Path, images: Path | None, width: int = 1280, height: int = 1000,
-                 threads: int = 1, backend: str = "auto"):
+                 threads: int = 1, backend: str = "auto", software_webgpu: bool = False):
         self.directory, self.images, self.size = Path(directory), images and Path(images), (width, height)
-        self.threads, self.backend = threads, backend
+        self.threads, self.backend, self.software_webgpu = threads, backend, software_webgpu
 
     def __enter__(self) -> "Page":
         from selenium import webdriver
@@ -61,7 +61,11 @@ class Page:
         options = Options()
         options.binary_location = CHROMIUM
         # Chromium's fake camera (a moving test pattern) answers getUserMedia without asking.
-        for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+        # `software_webgpu`: a WebGPU adapter on SwiftShader (Vulkan on the CPU; slow, but the WebGPU
+        # code path runs as on a GPU); otherwise no GPU, so the page takes wasm.
+        gpu = (("--enable-unsafe-webgpu", "--use-webgpu-adapter=swiftshader", "--enable-features=Vulkan",
+                "--use-angle=swiftshader") if self.software_webgpu else ("--disable-gpu",))
+        for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", *gpu,
                     "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
                     f"--window-size={self.size[0]},{self.size[1]}"):
             options.add_argument(arg)

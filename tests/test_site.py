@@ -254,3 +254,36 @@ def test_the_webcam_runs_on_chromiums_fake_camera(site_page, zoo, shots):
     page.screenshot(shots / "site_webcam.png")
     assert page.console_errors() == []
 
+
+
+@pytest.mark.slow
+def test_the_webgpu_path_agrees_with_the_loader_or_falls_back(zoo, shared):
+    """On a WebGPU adapter (SwiftShader's, on the CPU: the same code path as a GPU's) the page picks
+    WebGPU by itself; each artifact runs there, or falls back to wasm and says why, and its
+    keypoints agree with the Python loader's as on wasm (browser.WEB_GATES)."""
+    from PIL import Image
+
+    from posezoo.decoders import keypoint_errors
+    from posezoo.loader import crop_side, load
+    from posezoo.scripts.browser import WEB_GATES, Page
+    from test_web import MISSING
+
+    if MISSING:
+        pytest.skip(f"browser test: {MISSING}")
+    photo = np.asarray(Image.open(shared / "images" / "single" / "squat.bmp").convert("RGB"))
+    model = _rt_lite(zoo)[0]
+    with Page(zoo.parent, shared / "images" / "single", backend="auto", software_webgpu=True) as page:
+        assert page.driver.execute_script("return window.posezoo.setup")["backend"] == "webgpu"
+        sample = [s["name"] for s in page.samples].index("squat.bmp")
+        backends = []
+        for art in model["artifacts"]:
+            got = page.predict(model["id"], art["path"], sample, 0)
+            predictor = load(zoo, model["id"], art["format"], art["precision"], art["origin"])
+            want = predictor(photo)
+            errors = keypoint_errors(want.keypoints, want.scores, got["keypoints"], got["scores"], model["decoder"],
+                                     crop_side(want.matrix, predictor.width, predictor.height))
+            radius, need = WEB_GATES[art["precision"]]
+            assert np.mean(errors <= radius) >= need, (art["path"], got["backend"], errors.max())
+            assert "webgpu" in got["backend"], got["backend"]  # ran there, or names why it fell back
+            backends.append(got["backend"])
+        assert any("webgpu failed" not in b for b in backends), backends  # at least one ran on WebGPU

@@ -400,10 +400,11 @@ async function openTflite(bytes, io) {
     const results = await model.run([tensor]);
     tensor.delete();
     const raw = {};
-    results.forEach((t, k) => {
+    for (const [k, result] of results.entries()) {
+      const t = result.accelerator === "wasm" ? result : await result.moveTo("wasm"); // WebGPU outputs live on the GPU
       raw[byKey[outputs[k].name] || outputs[k].name] = { data: t.toTypedArray().slice(), shape: Array.from(outputs[k].shape) };
       t.delete();
-    });
+    }
     return raw;
   };
   return { run, backend };
