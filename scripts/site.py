@@ -40,6 +40,7 @@ RUNTIME_FILES = {
 }
 PAGE_FILES = ["try.html", "app.js", "posezoo.js", "widen.js", "site.css", "table.js"]
 CELLS = [(f, p) for f in ("onnx", "tflite") for p in ("fp32", "fp16", "int8")]
+MAX_SAMPLE_PHOTOS = 40  # a calibration folder may hold thousands: the page needs a handful
 
 
 class SiteError(PosezooError):
@@ -58,8 +59,9 @@ def read_bench(directory: Path) -> dict:
         raise SiteError(f"{path} is not a `posezoo bench --save` file ({e}): run the bench again") from None
 
 
-def write_site(directory: Path, images: Path | None = None) -> Path:
-    """Write DIR/site/ whole (see the module's docstring); returns its index.html."""
+def write_site(directory: Path, images: Path | None = None, max_photos: int = MAX_SAMPLE_PHOTOS) -> Path:
+    """Write DIR/site/ whole (see the module's docstring), with up to `max_photos` sample photos of
+    people from `images`; returns its index.html."""
     from posezoo.manifest import read_manifest
 
     directory = Path(directory)
@@ -68,20 +70,23 @@ def write_site(directory: Path, images: Path | None = None) -> Path:
         raise SiteError(f"the try-it page's runtimes are not installed: run `npm ci` in {WEB} (npm registry, once)")
     evals, bench = report.read_evals(directory), read_bench(directory)
     final = directory / SITE
+    for stale in directory.glob(".site-*"):  # left by a run that was killed
+        shutil.rmtree(stale, ignore_errors=True)
     stage = Path(tempfile.mkdtemp(prefix=".site-", dir=directory))
     try:
         (stage / "models").mkdir()
         _copy_runtimes(stage / "vendor")
         for name in PAGE_FILES:
             shutil.copyfile(WEB / name, stage / name)
-        (stage / "samples.json").write_text(json.dumps(_copy_samples(images, stage / "samples")))
+        samples = _copy_samples(images, stage / "samples", max_photos)
+        (stage / "samples.json").write_text(json.dumps(samples))
         figure = report.size_error_png(manifest, evals, stage / "size_vs_error.png")
         (stage / "index.html").write_text(index_html(manifest, evals, bench, figure and figure.name))
         for model in manifest["models"]:
             pictures = [p.name for e in evals for p in [_pictures(model, e, stage / "models")] if p]
             (stage / "models" / f"{model['id']}.md").write_text(report.model_card(model, evals))
             (stage / "models" / f"{model['id']}.html").write_text(model_html(model, evals, bench, pictures))
-        old = directory / f".site-old-{stage.name}"
+        old = stage.with_name(stage.name + "-old")
         if final.exists():
             final.rename(old)
         stage.rename(final)
@@ -94,9 +99,10 @@ def write_site(directory: Path, images: Path | None = None) -> Path:
 def _copy_runtimes(vendor: Path) -> None:
     for folder, (package, patterns) in RUNTIME_FILES.items():
         root = NODE_MODULES / package
-        files = [f for pattern in patterns for f in sorted(root.glob(pattern))]
-        if len(files) < len(patterns):
-            raise SiteError(f"{root} lacks files the try-it page needs ({', '.join(patterns)}): run `npm ci` in {WEB}")
+        found = {pattern: sorted(root.glob(pattern)) for pattern in patterns}
+        if missing := [pattern for pattern, files in found.items() if not files]:
+            raise SiteError(f"{root} lacks {', '.join(missing)}, which the try-it page needs: run `npm ci` in {WEB}")
+        files = [f for matched in found.values() for f in matched]
         (vendor / folder).mkdir(parents=True)
         for f in files:
             target = vendor / folder / (f.relative_to(root / "dist") if f.is_relative_to(root / "dist")
@@ -105,9 +111,9 @@ def _copy_runtimes(vendor: Path) -> None:
             shutil.copyfile(f, target)
 
 
-def _copy_samples(images: Path | None, out: Path) -> list[dict]:
-    """The photos with annotated people under `images`, copied to `out` (with the folder's README
-    and LICENSE files: the photos' terms), and the people in each for the page's person picker."""
+def _copy_samples(images: Path | None, out: Path, max_photos: int) -> list[dict]:
+    """The first `max_photos` photos with people under `images`, copied to `out` (with the folder's
+    README and LICENSE files: the photos' terms), and the people in each for the page's person picker."""
     if images is None:
         return []
     from posezoo.converters.calibration import find_people
@@ -115,6 +121,8 @@ def _copy_samples(images: Path | None, out: Path) -> list[dict]:
     images = Path(images)
     by_image: dict[Path, list] = {}
     for person in find_people(images):
+        if person.image not in by_image and len(by_image) == max_photos:
+            continue
         by_image.setdefault(person.image, []).append(
             {"box": [float(v) for v in person.box], "keypoints": {k: list(v) for k, v in person.keypoints.items()}})
     terms = [p for p in images.rglob("*") if p.is_file() and p.name.upper().startswith(("README", "LICENSE"))]
@@ -290,6 +298,8 @@ def add_arguments(p) -> None:
                                                 "where present)")
     p.add_argument("--images", type=Path, help="sample photos (with annotation files) for the try-it page; default: "
                                                 "$POSEZOO_CALIBRATION_IMAGES")
+    p.add_argument("--samples", type=int, default=MAX_SAMPLE_PHOTOS,
+                   help=f"at most this many of those photos (default {MAX_SAMPLE_PHOTOS})")
 
 
 def sample_photos(manifest: dict, images: Path | None) -> Path | None:
@@ -314,6 +324,8 @@ def run(args) -> int:
     if not (directory / "manifest.json").is_file():
         raise SiteError(f"{directory} has no manifest.json: pass the --out folder of a posezoo build")
     images = sample_photos(read_manifest(directory / "manifest.json"), args.images)
-    page = write_site(directory, images)
+    if args.samples < 0:
+        raise SiteError(f"--samples {args.samples}: pass a count >= 0")
+    page = write_site(directory, images, args.samples)
     print(f"wrote {page.parent}/ (index, a page per model, try.html){'' if images else '; no sample photos: pass --images'}")
     return 0

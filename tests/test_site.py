@@ -94,6 +94,14 @@ def test_the_site_is_written_whole_with_runtimes_and_sample_photos(web, built, i
     assert "# m-1" in (out / "models" / "m-1.md").read_text()
 
 
+def test_a_big_photo_folder_gives_a_handful_of_samples(web, built, images):
+    site.write_site(built, images, max_photos=2)
+    samples = json.loads((built / "site" / "samples.json").read_text())
+    assert len(samples) == 2 and all(s["people"] for s in samples)
+    assert sorted(p.name for p in (built / "site" / "samples").rglob("*.jpg")) == sorted(
+        Path(s["name"]).name for s in samples)
+
+
 def test_a_failed_site_leaves_the_previous_one(web, built, images, monkeypatch):
     site.write_site(built, images / "single")
     before = {p: p.read_bytes() for p in (built / "site").rglob("*") if p.is_file()}
@@ -101,11 +109,16 @@ def test_a_failed_site_leaves_the_previous_one(web, built, images, monkeypatch):
     def broken(*args):
         raise RuntimeError("disk full")
 
+    works = site.model_html
     monkeypatch.setattr(site, "model_html", broken)
     with pytest.raises(RuntimeError, match="disk full"):
         site.write_site(built, None)
     assert {p: p.read_bytes() for p in (built / "site").rglob("*") if p.is_file()} == before
     assert sorted(p.name for p in built.iterdir()) == ["manifest.json", "site"]  # no staging folder left
+    (built / ".site-killed").mkdir()  # a killed run's staging folder goes with the next run
+    monkeypatch.setattr(site, "model_html", works)
+    site.write_site(built, None)
+    assert sorted(p.name for p in built.iterdir()) == ["manifest.json", "site"]
 
 
 def test_bad_input_is_named(web, built, tmp_path, capsys):
