@@ -32,19 +32,17 @@ class Handler(SimpleHTTPRequestHandler):
         self.root = root
         super().__init__(*args, directory=str(root), **kwargs)
 
-    def do_GET(self):
+    def send_head(self):
+        """`/` is the site's index. A path no file can have (a NUL byte) is the client's error: 400,
+        not a dropped connection."""
+        if "\0" in unquote(self.path):
+            self.send_error(400, "NUL byte in the path")
+            return None
         if urlsplit(self.path).path == "/":
             self.send_response(302)
             self.send_header("Location", "/site/index.html")
             self.send_header("Content-Length", "0")
             self.end_headers()
-            return
-        super().do_GET()
-
-    def send_head(self):
-        """A path no file can have (a NUL byte) is the client's error: 400, not a dropped connection."""
-        if "\0" in unquote(self.path):
-            self.send_error(400, "NUL byte in the path")
             return None
         return super().send_head()
 
