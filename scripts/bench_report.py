@@ -17,14 +17,15 @@ import sys
 from pathlib import Path
 from xml.sax.saxutils import escape
 
-from posezoo.scripts.bench.table import COLUMNS, table_cells
+from posezoo.scripts.bench.table import COLUMNS, columns_of, row_cells
 
 
 def markdown_table(rows: list[dict], title: str = "posezoo benchmark") -> str:
-    numeric = {3, 4, 5, 6, 7, 8, 9, 10}
-    head = "| " + " | ".join(COLUMNS) + " |"
-    rule = "|" + "|".join("---:" if i in numeric else "---" for i in range(len(COLUMNS))) + "|"
-    body = ["| " + " | ".join(c.replace("|", "\\|") for c in table_cells(r)) + " |" for r in rows]
+    columns = columns_of(rows)
+    numeric = {3, 4, 5, 6, 7, 8, 9, 10, len(COLUMNS), len(COLUMNS) + 1}
+    head = "| " + " | ".join(columns) + " |"
+    rule = "|" + "|".join("---:" if i in numeric else "---" for i in range(len(columns))) + "|"
+    body = ["| " + " | ".join(c.replace("|", "\\|") for c in row_cells(r, columns)) + " |" for r in rows]
     notes = [
         "",
         "- lat/fp32, size/fp32: against our FP32 file of the same model and format, same thread count "
@@ -35,6 +36,8 @@ def markdown_table(rows: list[dict], title: str = "posezoo benchmark") -> str:
         "- targets (INT8 TFLite of ours; reported, not enforced): speed = latency <= 0.8x our FP32 TFLite "
         "at 1 thread; vendor = not slower than the publisher's file; size = <= 0.35x the FP32 file "
         "(0.40x where it is under 3 MB).",
+        *(["- web ms: the site's try-it page in headless Chromium, wasm at the same thread count; web/native: "
+           "web ms over median ms."] if len(columns) > len(COLUMNS) else []),
     ]
     errors = [f"- {r['file']} ({r['threads']} threads): {r['error']}" for r in rows if r.get("error")]
     return "\n".join([f"# {title}", "", head, rule, *body, *notes, *errors]) + "\n"

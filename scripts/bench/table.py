@@ -38,11 +38,22 @@ def table_cells(row: dict) -> list[str]:
             _f(row["size_vs_fp32"]), _f(row["lat_vs_vendor"]), int8_choice_text(row), targets_text(row["targets"])]
 
 
+WEB_COLUMNS = ["web ms", "web/native"]
+
+
+def columns_of(rows: list[dict]) -> list[str]:
+    """The columns, with the web ones where `--web` timed the page."""
+    return COLUMNS + WEB_COLUMNS if any("web_ms" in r for r in rows) else COLUMNS
+
+
+def row_cells(row: dict, columns: list[str]) -> list[str]:
+    web = [_f(row.get("web_ms"), "{:.1f}"), _f(row.get("web_vs_native"))] if len(columns) > len(COLUMNS) else []
+    return table_cells(row) + web
+
+
 def format_table(rows: list[dict]) -> str:
-    web = any("web_ms" in r for r in rows)
-    columns = COLUMNS + ["web ms", "web/native"] if web else COLUMNS
-    cells = [columns] + [table_cells(r) + ([_f(r.get("web_ms"), "{:.1f}"), _f(r.get("web_vs_native"))] if web else [])
-                         for r in rows]
+    columns = columns_of(rows)
+    cells = [columns] + [row_cells(r, columns) for r in rows]
     widths = [max(len(c[i]) for c in cells) for i in range(len(columns))]
     numeric = {3, 4, 5, 6, 7, 8, 9, 10, len(COLUMNS), len(COLUMNS) + 1}
     lines = []
