@@ -250,8 +250,8 @@ def test_markdown_and_svg(tmp_path):
     table = [x for x in lines if x.startswith("|")]
     assert len(table) == 2 + len(rows) and all(x.count("|") == len(COLUMNS) + 1 for x in table)
     assert "| m | m_int8.tflite | tflite/int8/converted | 1 | 6.000 |" in md
-    rows[1].update(web_ms=12.0, web_vs_native=2.0)  # --web timed the page: two more columns
-    web = [x for x in bench_report.markdown_table(rows).splitlines() if x.startswith("|")]
+    timed = [r if k != 1 else {**r, "web_ms": 12.0, "web_vs_native": 2.0} for k, r in enumerate(rows)]  # --web
+    web = [x for x in bench_report.markdown_table(timed).splitlines() if x.startswith("|")]
     assert all(x.count("|") == len(COLUMNS) + 3 for x in web) and web[3].endswith("| 12.0 | 2.00 |")
 
     points, left_out = bench_report.scatter_points(rows)
