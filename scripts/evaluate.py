@@ -420,6 +420,9 @@ def add_arguments(p) -> None:
     p.add_argument("--no-original", action="store_true", help="skip running the original (no recipe code, no checkpoint)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")
+    p.add_argument("--allow-none", action="store_true",
+                   help="where no model predicts the annotated keypoints, say so and exit 0 (scripts that "
+                        "evaluate whatever a build holds)")
     cluster.add_arguments(p, "shard the people over Ray tasks")
 
 
@@ -437,8 +440,12 @@ def run(args) -> int:
     else:
         report = evaluate(args.manifest, ann, resolver, ids, not args.no_original, args.threads, log, progress=True)
     if not report["models"]:
-        raise EvalError(f"no model of {args.manifest} predicts the keypoints {ann.names} of {args.annotations}: "
-                        "nothing to evaluate (COCO AP needs COCO's 17 keypoint names, PCKh MPII's 16)")
+        why = (f"no model of {args.manifest} predicts the keypoints {ann.names} of {args.annotations}: "
+               "nothing to evaluate (COCO AP needs COCO's 17 keypoint names, PCKh MPII's 16)")
+        if args.allow_none:
+            log(f"note: {why}")
+            return 0
+        raise EvalError(why)
     from posezoo.converters.fileio import atomic_write_text
 
     out = Path(args.manifest).parent / "eval" / f"{Path(args.annotations).stem}.json"

@@ -75,6 +75,18 @@ def test_unknown_annotations_and_missing_images_are_named(tmp_path, mpii_file):
         read_annotations(mpii_file, tmp_path / "elsewhere")
 
 
+def test_a_manifest_without_a_model_for_the_keypoints_is_named(images, tmp_path, capsys):
+    from posezoo.manifest import empty_manifest
+    from posezoo.scripts.cli import main
+
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps(empty_manifest("0.1")))
+    argv = ["eval", str(manifest), "--images", str(images / "coco"), "--annotations", str(images / "coco" / "test_coco.json")]
+    assert main(argv) == 2 and "nothing to evaluate" in capsys.readouterr().err
+    assert main([*argv, "--allow-none"]) == 0 and "note: no model of" in capsys.readouterr().out
+    assert not (tmp_path / "eval").exists()
+
+
 @pytest.mark.slow
 def test_eval_runs_the_original_and_every_artifact_through_the_loader(zoo, shared, tmp_path):
     from posezoo.scripts.cli import main
