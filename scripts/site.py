@@ -169,7 +169,7 @@ def _latency(bench: dict, path: str) -> str:
 def _drop(rows: list[dict], path: str) -> str:
     for row in rows:
         if row["artifact"] == path:
-            return "; ".join(f"{metric} {-r['drop']:+.3f}" for _, (metric, r) in row["accuracy"].items()
+            return "; ".join(f"{metric} {0.0 - r['drop']:+.3f}" for _, (metric, r) in row["accuracy"].items()
                              if r.get("drop") is not None)
     return ""
 
