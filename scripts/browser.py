@@ -121,10 +121,11 @@ class Page:
     def predict(self, model_id: str, artifact_path: str, sample: int, person: int, crop: dict | None = None) -> dict:
         return self.call("predict", model_id, artifact_path, sample, person, crop)
 
-    def latencies(self, model_id: str, artifact_path: str, runs: int, sample: int = 0, person: int = 0) -> list[float]:
-        """Inference milliseconds of `runs` real runs, after one warm-up run."""
-        self.predict(model_id, artifact_path, sample, person)
-        return self.call("time", model_id, artifact_path, sample, person, runs)
+    def latencies(self, model_id: str, artifact_path: str, runs: int, sample: int = 0,
+                  person: int = 0) -> tuple[list[float], str]:
+        """Inference milliseconds of `runs` real runs after one warm-up run, and the backend that ran them."""
+        backend = self.predict(model_id, artifact_path, sample, person)["backend"]
+        return self.call("time", model_id, artifact_path, sample, person, runs), backend
 
     def screenshot(self, path: Path) -> Path:
         """The page as it shows now, as a PNG."""

@@ -80,8 +80,8 @@ def run(args) -> int:
     if args.web:
         web = web_latencies(manifest_path, manifest, ids, args.runs, args.images, args.threads)
         for r in rows:
-            if (r["path"], r["threads"]) in web:
-                r["web_ms"], r["web_backend"] = web[(r["path"], r["threads"])]["ms"], web[(r["path"], r["threads"])]["backend"]
+            if (timed := web.get((r["path"], r["threads"]))) is not None:
+                r["web_ms"], r["web_backend"] = timed["ms"], timed["backend"]
                 r["web_vs_native"] = round(r["web_ms"] / r["median_ms"], 2) if r["median_ms"] else None
         notes.append("web ms: the site's try-it page in headless Chromium, wasm at the same thread count "
                      "(cross-origin isolated; no WebGPU adapter headless); web/native: web ms over median ms")

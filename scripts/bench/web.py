@@ -24,8 +24,7 @@ def web_latencies(manifest_path: Path, manifest: dict, ids, runs: int, images: P
                     if ids and model["id"] not in ids:
                         continue
                     for art in model["artifacts"]:
-                        backend = page.predict(model["id"], art["path"], 0, 0)["backend"]  # the warm-up run
-                        times = page.call("time", model["id"], art["path"], 0, 0, runs)
+                        times, backend = page.latencies(model["id"], art["path"], runs)
                         results[(str(manifest_path.parent / art["path"]), count)] = {
                             "ms": round(statistics.median(times), 2), "backend": backend}
     except (BrowserError, ServeError) as e:

@@ -343,9 +343,11 @@ async function onnxRuntime(webgpu) {
   return ortModules[key];
 }
 
+// How the wasm backend runs, as the page shows it: "wasm, 2 threads, SIMD".
+const wasmLabel = () => `wasm, ${runtime.threads} thread${runtime.threads > 1 ? "s" : ""}${wasmSimd() ? ", SIMD" : ""}`;
+
 async function openOnnx(bytes, artifact) {
-  const wasm = `wasm, ${runtime.threads} thread${runtime.threads > 1 ? "s" : ""}${wasmSimd() ? ", SIMD" : ""}`;
-  let ort = null, session = null, backend = `onnxruntime-web ${wasm}`;
+  let ort = null, session = null, backend = `onnxruntime-web ${wasmLabel()}`;
   if (runtime.backend === "webgpu") {
     try {
       ort = await onnxRuntime(true);
@@ -377,8 +379,7 @@ async function openOnnx(bytes, artifact) {
 async function openTflite(bytes, io) {
   liteRtReady ??= loadLiteRt(runtime.liteRtWasm, { threads: runtime.threads > 1 });
   await liteRtReady;
-  const wasm = `LiteRT.js wasm, ${runtime.threads} thread${runtime.threads > 1 ? "s" : ""}${wasmSimd() ? ", SIMD" : ""}`;
-  let model = null, backend = wasm;
+  let model = null, backend = `LiteRT.js ${wasmLabel()}`;
   if (runtime.backend === "webgpu") {
     try {
       model = await loadAndCompile(bytes, { accelerator: "webgpu" });
