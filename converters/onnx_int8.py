@@ -140,7 +140,7 @@ def with_float(qdq, weights: dict[str, np.ndarray], names, int16=()) -> "onnx.Mo
         _to_int16(graph, set(int16))
         if not any(o.domain == CONTRIB_DOMAIN for o in model.opset_import):
             model.opset_import.append(onnx.helper.make_opsetid(CONTRIB_DOMAIN, 1))
-    rename: dict[str, str] = {}  # a skipped activation's DequantizeLinear output -> its float input
+    rename: dict[str, str] = {}  # a dropped DequantizeLinear's output -> the float tensor it stands for
     dropped = []
     dequantizers: dict[str, list] = {}
     for node in graph.node:
@@ -149,8 +149,9 @@ def with_float(qdq, weights: dict[str, np.ndarray], names, int16=()) -> "onnx.Mo
     for node in graph.node:
         if node.op_type == "DequantizeLinear" and node.input[0].removesuffix(QUANTIZED_SUFFIX) in names \
                 and node.input[0].endswith(QUANTIZED_SUFFIX):
-            weight = node.input[0].removesuffix(QUANTIZED_SUFFIX)
-            graph.initializer.append(numpy_helper.from_array(weights[weight], node.output[0]))
+            weight = node.input[0].removesuffix(QUANTIZED_SUFFIX)  # float again, under its FP32 name
+            graph.initializer.append(numpy_helper.from_array(weights[weight], weight))
+            rename[node.output[0]] = weight
             dropped.append(node)
         elif node.op_type == "QuantizeLinear" and node.input[0] in names:
             dropped.append(node)
@@ -169,6 +170,46 @@ def with_float(qdq, weights: dict[str, np.ndarray], names, int16=()) -> "onnx.Mo
     used = {name for node in graph.node for name in node.input}
     for init in [i for i in graph.initializer if i.name not in used]:
         graph.initializer.remove(init)
+    return model
+
+
+def compact_names(model) -> "onnx.ModelProto":  # noqa: F821
+    """A copy of the QDQ model with its Q/DQ scaffolding named briefly: the Q/DQ nodes unnamed,
+    their outputs and their scale and zero-point initializers `q<k>`. onnxruntime names them after
+    the tensor they quantize (`<tensor>_QuantizeLinear_Output`, `<tensor>_scale`, ...): on
+    EfficientPose RT those names are 0.13 MB of a 0.77 MB file, a seventh of what users download,
+    and no runtime reads them. The compute nodes, the float tensors (what a plan names) and the int8
+    weights (`<weight>_quantized`) keep their names."""
+    import onnx
+
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    graph = model.graph
+    outer = {v.name for v in list(graph.input) + list(graph.output)}
+    taken = outer | {n for node in graph.node for n in list(node.input) + list(node.output)} | {
+        i.name for i in graph.initializer}
+    rename: dict[str, str] = {}
+
+    def short(name: str) -> str:
+        if name and name not in outer and name not in rename:
+            new = f"q{len(rename)}"
+            while new in taken:
+                new = "_" + new
+            rename[name] = new
+        return rename.get(name, name)
+
+    for node in graph.node:
+        if node.op_type in ("QuantizeLinear", "DequantizeLinear"):
+            node.name = ""
+            node.output[0] = short(node.output[0])
+            for k in range(1, len(node.input)):  # scale, zero point
+                node.input[k] = short(node.input[k])
+    for node in graph.node:
+        for k, name in enumerate(node.input):
+            node.input[k] = rename.get(name, name)
+    for init in graph.initializer:
+        init.name = rename.get(init.name, init.name)
+    for info in graph.value_info:
+        info.name = rename.get(info.name, info.name)
     return model
 
 

@@ -88,7 +88,7 @@ def test_a_file_holding_too_few_weight_bytes_in_int8_is_rejected_with_its_number
 
     path = tiny_onnx(tmp_path / "m_int8.onnx")  # all float: 0 % of its weight bytes in int8
     built = formats.Int8Build(SearchResult(path, [Knob("w1", "weight", 216)], [], [], "m"), path, "minmax", "float",
-                              {"method": "nearest"}, path)
+                              {"method": "nearest"}, path, "int8 per-channel")
     candidates, extra, lines = {}, {}, []
     _record_int8(candidates, extra, "onnx", built, lines.append, "m", None)
     assert candidates == {} and not path.exists()
@@ -110,7 +110,7 @@ def test_an_int8_file_over_its_size_target_is_rejected_with_its_numbers(quantize
     fp32, qdq_path = quantized[:2]
     path = Path(shutil.copy(qdq_path, tmp_path / "m_int8.onnx"))
     built = formats.Int8Build(SearchResult(path, [Knob("w1", "weight", 216)], [], [], "m"), path, "minmax", "float",
-                              {"method": "nearest"}, fp32)
+                              {"method": "nearest"}, fp32, "int8 per-channel")
     candidates, extra = {}, {}
     _record_int8(candidates, extra, "onnx", built, lambda line: None, "m", None)
     quantization = extra["onnx", "int8"]["quantization"]
@@ -236,3 +236,21 @@ def test_int16_activations_keep_the_calibrated_range_in_16_bits(quantized):
     weights_still_int8 = [i for i in wide.graph.initializer if i.data_type == 3 and len(i.dims) >= 2]
     assert {i.name for i in weights_still_int8} == {i.name for i in qdq.graph.initializer
                                                    if i.data_type == 3 and len(i.dims) >= 2}
+
+
+def test_compact_names_shrink_the_file_and_change_nothing_it_computes(quantized):
+    """The Q/DQ scaffolding's names are bytes no runtime reads: named briefly, the file is smaller
+    and computes the same outputs bit for bit; the plan's tensors and the int8 weights keep their names."""
+    from posezoo.converters.onnx_int8 import compact_names, with_float
+
+    _, _, qdq, found, weights, feeds = quantized
+    plan = with_float(qdq, weights, ["w1"])
+    compact = compact_names(plan)
+    assert len(compact.SerializeToString()) < len(plan.SerializeToString())
+    for got, want in zip(run(compact, feeds), run(plan, feeds)):
+        np.testing.assert_array_equal(got, want)
+    names = {n for node in compact.graph.node for n in list(node.input) + list(node.output)}
+    assert {k.name for k in found if k.kind == "activation"} <= names and "w2_quantized" in names
+    assert not [n for n in names if n.endswith(("_QuantizeLinear_Output", "_DequantizeLinear_Output", "_scale",
+                                                "_zero_point"))]
+    assert compact_names(plan).SerializeToString() == compact.SerializeToString()  # the same bytes every time
