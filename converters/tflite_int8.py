@@ -10,6 +10,13 @@ no weights) or, under the a16w8 fallback, int16 activations with its int8 weight
 writing a graph output, whose int16 would reach the caller). No raised op gives up a weight byte.
 The output heads are always raised, for the reason given in `onnx_int8.output_head_nodes`. A plan is a recipe applied to that one calibration, so a
 plan gives the same bytes every time, and a trial costs a fraction of a second.
+
+Weights are int8 per output channel, except a convolution's with fewer than `PER_TENSOR_BELOW`
+weights per output channel (squeeze-excitation's expanding 1x1 convolutions: 4-10 inputs): one
+scale for the whole tensor. A TFLite per-channel weight stores a float32 scale and an int64 zero
+point per channel, and its bias a second pair, 24 bytes per channel against those 4-10 bytes of
+weights; on EfficientPose RT these tables were 70 kB of a 757 kB INT8 file (issue 14). Depthwise filters (9 or 25 weights) keep per-channel scales:
+their channels' ranges differ the most, the classic per-tensor failure (MobileNet).
 """
 from __future__ import annotations
 
@@ -26,6 +33,10 @@ from .mixed_precision import Knob
 from .tflite_names import name_outputs
 
 PASS_THROUGH_OPS = {"RESHAPE", "TRANSPOSE", "SQUEEZE", "EXPAND_DIMS", "LOGISTIC", "RELU", "RELU6"}
+PER_TENSOR_BELOW = 16  # weights per output channel under which a convolution's weights take one scale
+PER_TENSOR_OPS = {"CONV_2D", "FULLY_CONNECTED"}  # not DEPTHWISE_CONV_2D (see the module's docstring)
+WEIGHTS = (f"int8 symmetric, per output channel; per tensor for convolutions with fewer than {PER_TENSOR_BELOW} "
+           "weights per output channel (squeeze-excitation), whose per-channel tables would outweigh them")
 
 
 class Int8Quantizer:
@@ -47,6 +58,7 @@ class Int8Quantizer:
         self.calibration = calibration
         self.fallback = fallback
         self.weighted = self._ops_with_weights()
+        self.per_tensor = self._ops_with_few_weights_per_channel()
         self.graph_outputs = {t["name"] for t in self.interpreter.get_output_details()}
         calibrating = quantizer.Quantizer(self.float_model)
         calibrating.load_quantization_recipe(recipe.static_wi8_ai8())
@@ -89,6 +101,23 @@ class Int8Quantizer:
         return {name[op["outputs"][0]] for op in self.interpreter._get_ops_details()
                 if len(op["outputs"]) and constants & set(op["inputs"])}
 
+    def _ops_with_few_weights_per_channel(self) -> set[str]:
+        """The ops (by output name) whose weights are quantized per tensor (see the module's docstring)."""
+        details = {t["index"]: t for t in self.interpreter.get_tensor_details()}
+        few = set()
+        for op in self.interpreter._get_ops_details():
+            if op["op_name"] in PER_TENSOR_OPS and len(op["inputs"]) > 1 and self._is_constant(op["inputs"][1]):
+                shape = details[op["inputs"][1]]["shape"]  # output channels first
+                if shape[0] and int(np.prod(shape)) // int(shape[0]) < PER_TENSOR_BELOW:
+                    few.add(details[op["outputs"][0]]["name"])
+        return few
+
+    def _granularity(self, op: str):
+        from ai_edge_quantizer import qtyping
+
+        return (qtyping.QuantGranularity.TENSORWISE if op in self.per_tensor
+                else qtyping.QuantGranularity.CHANNELWISE)
+
     def _is_constant(self, index: int) -> bool:
         try:
             self.interpreter.get_tensor(index)
@@ -101,9 +130,11 @@ class Int8Quantizer:
         from ai_edge_quantizer import recipe
 
         plan = self._plan(recipe.static_wi8_ai8())
+        for op in sorted(self.per_tensor):
+            plan.add_static_config(_exactly(op), "*", 8, 8, weight_granularity=self._granularity(op))
         for op in raised_ops:
             if self._raised(op) == "a16w8":
-                plan.add_static_config(_exactly(op), "*", 16, 8)
+                plan.add_static_config(_exactly(op), "*", 16, 8, weight_granularity=self._granularity(op))
             else:
                 self._float(plan, op)
         return self._quantized(plan)
@@ -114,8 +145,10 @@ class Int8Quantizer:
         from ai_edge_quantizer import recipe
 
         plan = self._plan(recipe.weight_only_wi8_afp32())
+        for weighted in sorted(self.per_tensor):
+            plan.add_weight_only_config(_exactly(weighted), "*", 8, granularity=self._granularity(weighted))
         if op is not None:
-            plan.add_static_config(_exactly(op), "*", 8, 8)
+            plan.add_static_config(_exactly(op), "*", 8, 8, weight_granularity=self._granularity(op))
         return self._quantized(plan)
 
     def _plan(self, base):
@@ -130,7 +163,7 @@ class Int8Quantizer:
         from ai_edge_quantizer.algorithm_manager import AlgorithmName
 
         if op in self.weighted:
-            plan.add_weight_only_config(_exactly(op), "*", 8)
+            plan.add_weight_only_config(_exactly(op), "*", 8, granularity=self._granularity(op))
         else:
             plan.update_quantization_recipe(_exactly(op), "*", algorithm_key=AlgorithmName.NO_QUANTIZE)
 

@@ -98,6 +98,24 @@ def test_tflite_int8_is_integer_kernels_with_float_io_named_like_onnx(chain):
     assert report(chain, path).pck["0.05"] > 0.5
 
 
+def test_tflite_int8_weights_take_one_scale_only_where_a_channel_has_few_weights(chain):
+    """The tiny net's 1x1 conv (8 weights per output channel) gets one weight scale and one bias
+    scale; its 3x3 conv (27) and its depthwise conv (9, but depthwise) keep one per channel."""
+    calib = [f["image"] for f in chain["feeds"]]
+    path = Int8Quantizer(chain["tflite"].saved_model, calib, ["Identity"]).write([], chain["out"] / "q.tflite")
+    interpreter = open_runner(path).runtime.interpreter
+    details = {t["index"]: t for t in interpreter.get_tensor_details()}
+    scales = {}
+    for op in interpreter._get_ops_details():
+        if op["op_name"] in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+            weight, bias = (details[i] for i in op["inputs"][1:3])
+            per_channel = int(np.prod(weight["shape"])) // (weight["shape"][0] if op["op_name"] == "CONV_2D"
+                                                            else weight["shape"][-1])
+            scales[op["op_name"], per_channel] = (len(weight["quantization_parameters"]["scales"]),
+                                                  len(bias["quantization_parameters"]["scales"]))
+    assert scales == {("CONV_2D", 27): (8, 8), ("DEPTHWISE_CONV_2D", 9): (8, 8), ("CONV_2D", 8): (1, 1)}
+
+
 def test_tflite_plan_floats_ops_on_int8_weights_and_gives_the_same_bytes_twice(chain):
     from posezoo.converters.complexity import tflite_int8_weight_share
 
