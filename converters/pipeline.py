@@ -487,11 +487,12 @@ class Int8Benches:
 
     def search_score(self, path: Path, thresholds: dict) -> float:
         """A trial's score on the calibration side: the judgement's two gates (the INT8 gate, and
-        PCK@0.05 on the robustness set) on the calibration people, 1.0 when both pass. TFLite runs
-        on its fast kernels here (see ParityBench.check)."""
-        clean = self.search.check(path, thresholds, reference_kernels=False)
-        robust = self.search_robustness.check(path, parity.ROBUSTNESS_THRESHOLDS, reference_kernels=False)
-        return min(_gate_score(clean, thresholds), _gate_score(robust, parity.ROBUSTNESS_THRESHOLDS))
+        PCK@0.05 on the robustness set) with their lower bounds raised by SEARCH_MARGIN, on the
+        calibration people, 1.0 when both pass. TFLite runs on its fast kernels here (see
+        ParityBench.check)."""
+        clean, robust = search_bounds(thresholds), search_bounds(parity.ROBUSTNESS_THRESHOLDS)
+        return min(_gate_score(self.search.check(path, clean, reference_kernels=False), clean),
+                   _gate_score(self.search_robustness.check(path, robust, reference_kernels=False), robust))
 
     def judge(self, path: Path, thresholds: dict, noise: dict) -> tuple[parity.ParityReport, dict]:
         """The INT8 gate on the gate people, then PCK@0.05 on the robustness set (its failures join
@@ -505,6 +506,7 @@ class Int8Benches:
     def record(self) -> dict:
         """The manifest's `build.int8_people`: who calibrated and who judged, as counts and digests."""
         return {"split": "by photo: the first byte of the photo's sha256, even -> calibration, odd -> gate",
+                "search": f"each lower bound of both gates x{SEARCH_MARGIN} (at most 1.0) on the calibration people",
                 "calibration": calibration.set_record(self.search.samples),
                 "gate": calibration.set_record(self.gate.samples),
                 "robustness": {"crops": len(self.robustness.samples),
@@ -514,6 +516,19 @@ class Int8Benches:
 def int8_options(variant, opts: BuildOptions) -> dict:
     """The recipe's INT8 options, with --int8-fallback over its `fallback`."""
     return {**variant.int8_options, **({"fallback": opts.int8_fallback} if opts.int8_fallback else {})}
+
+
+# The INT8 search asks each lower bound of the gates times this (at most 1.0) of the calibration
+# people. A plan is fitted to those people: one that clears them by nothing lands on either side
+# on others. Measured on EfficientPose RT (issue 14): two TFLite plans, each passing at the bound
+# on the calibration people, read 0.949 and 0.955 on the gate people's robustness set (bound
+# 0.95). The gates that publish a file are never moved; only the search asks more.
+SEARCH_MARGIN = 1.01
+
+
+def search_bounds(thresholds: dict) -> dict:
+    """The gate `thresholds` as the INT8 search applies them (see SEARCH_MARGIN)."""
+    return {k: min(1.0, b * SEARCH_MARGIN) if k.endswith("_min") else b for k, b in thresholds.items()}
 
 
 def _gate_score(report: parity.ParityReport, thresholds: dict) -> float:

@@ -254,3 +254,14 @@ def test_compact_names_shrink_the_file_and_change_nothing_it_computes(quantized)
     assert not [n for n in names if n.endswith(("_QuantizeLinear_Output", "_DequantizeLinear_Output", "_scale",
                                                 "_zero_point"))]
     assert compact_names(plan).SerializeToString() == compact.SerializeToString()  # the same bytes every time
+
+
+def test_the_search_asks_more_of_the_calibration_people_than_the_gates_do():
+    """The plan is fitted to the calibration people: a trial passes only with room to spare there
+    (each lower bound x SEARCH_MARGIN, at most 1.0); upper bounds and the gates themselves stay."""
+    from posezoo.converters import parity
+    from posezoo.converters.pipeline import SEARCH_MARGIN, search_bounds
+
+    raised = search_bounds({"pck@0.05_min": 0.97, "pck@0.02_min": 0.995, "rel_err_max": 0.5})
+    assert raised == {"pck@0.05_min": pytest.approx(0.97 * SEARCH_MARGIN), "pck@0.02_min": 1.0, "rel_err_max": 0.5}
+    assert SEARCH_MARGIN > 1.0 and parity.ROBUSTNESS_THRESHOLDS == {"pck@0.05_min": 0.95}
