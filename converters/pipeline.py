@@ -553,7 +553,7 @@ def _record_int8(candidates, extra, fmt: str, built: formats.Int8Build, log, mod
                              **built.result.to_dict()}}
     extra[fmt, "int8"] = info
     log(f"[{model_id}] {fmt}/int8 search ({len(built.result.knobs)} tensors): " + ", ".join(
-        f"{t.raised} {built.fallback} -> {'pass' if t.passed else 'fail'} ({t.score:.3f})" for t in built.result.trials))
+        f"{t.raised} {built.fallback} -> {'pass' if t.passed else 'fail'} ({t.score:.4f})" for t in built.result.trials))
     if built.result.path is None:
         Path(built.path).unlink(missing_ok=True)
         return
