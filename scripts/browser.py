@@ -76,9 +76,10 @@ class Page:
         self.samples = self.driver.execute_script("return window.posezoo.samples")
         return self
 
-    def open_try(self) -> None:
-        """Load the try-it page and wait until it has drawn its first run (`window.posezoo` is set)."""
-        self.open(f"try.html?threads={self.threads}&backend={self.backend}")
+    def open_try(self, query: str = "") -> None:
+        """Load the try-it page (`query`: more of its URL parameters, e.g. `model=ID`) and wait until
+        it has drawn its first run (`window.posezoo` is set)."""
+        self.open(f"try.html?threads={self.threads}&backend={self.backend}" + (f"&{query}" if query else ""))
         deadline = time.time() + 120
         while time.time() < deadline:
             status = self.driver.execute_script("return document.getElementById('status').textContent")

@@ -260,7 +260,9 @@ def test_try_it_compares_two_artifacts(site_page, zoo, shots):
 def test_the_webcam_runs_on_chromiums_fake_camera(site_page, zoo, shots):
     page = site_page
     model, art = _rt_lite(zoo, ("tflite", "fp32"))
-    page.open_try()
+    page.open_try(f"model={model['id']}")
+    # picked first: the file browsers run fastest
+    assert page.driver.execute_script("return document.getElementById('artifact').value") == art
     result = page.call("webcam", model["id"], art, 4)
     assert not result["error"], result["status"]
     assert result["frames"] >= 3 and result["fps"] > 0 and "FPS" in result["status"], result

@@ -31,6 +31,11 @@ function fillArtifacts() {
     option($("artifact"), a.path, `${label(a)} — ${(a.bytes / 1e6).toFixed(2)} MB`);
     option($("compare"), a.path, label(a));
   }
+  // Picked first: the TFLite FP32 where there is one, the file browsers run fastest (`posezoo bench
+  // --web`, issue 19: LiteRT.js 1.7-3.5x native, ONNX Runtime Web 4-5x on ONNX FP32; INT8 files
+  // run slower than FP32 in wasm, which has no int8 dot product).
+  const fastest = model().artifacts.find((a) => a.format === "tflite" && a.precision === "fp32");
+  if (fastest) $("artifact").value = fastest.path;
 }
 
 function fillPeople() {
