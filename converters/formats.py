@@ -63,6 +63,7 @@ class Int8Build:
     rounding: dict  # how the weights were rounded (converters/learned_rounding.py)
     fp32: Path  # an FP32 file of the same format and graph it is measured against (size, latency)
     weights: str  # the weights' grid, in words (the manifest's)
+    activations: str  # the activations' type, in words (the manifest's)
 
 
 @dataclass(frozen=True)
@@ -148,8 +149,8 @@ def _onnx_quantize(c: Conversion, evaluate) -> Int8Build:
     import onnx
 
     from .fileio import atomic_path
-    from .onnx_int8 import (WEIGHTS, compact_names, measure_sensitivity, onnx_to_int8, output_head_nodes,
-                            qdq_knobs, weight_params, with_float)
+    from .onnx_int8 import (ACTIVATIONS, WEIGHTS, compact_names, measure_sensitivity, onnx_to_int8,
+                            output_head_nodes, qdq_knobs, weight_params, with_float)
 
     start, rounding = _int8_start(c)
     c.log(f"[{c.model_id}] ONNX INT8 (static QDQ, {c.int8['method']}) with per-tensor mixed precision")
@@ -172,7 +173,8 @@ def _onnx_quantize(c: Conversion, evaluate) -> Int8Build:
         return target
 
     result = search(knobs, *weight_params(qdq), build, evaluate, 1.0, measure, always)
-    return Int8Build(result, target, c.int8["method"], c.int8["fallback"], rounding, c.fp32_onnx, WEIGHTS)
+    return Int8Build(result, target, c.int8["method"], c.int8["fallback"], rounding, c.fp32_onnx, WEIGHTS,
+                     ACTIVATIONS)
 
 
 def _onnx_info(path: Path) -> dict:
@@ -211,7 +213,7 @@ def _tflite_convert(c: Conversion) -> dict[str, Path]:
 
 def _tflite_quantize(c: Conversion, evaluate) -> Int8Build:
     from .runtimes import fit_layout
-    from .tflite_int8 import WEIGHTS, Int8Quantizer
+    from .tflite_int8 import ACTIVATIONS, WEIGHTS, Int8Quantizer
 
     start, rounding = _int8_start(c)
     files, input_shape = _onnx2tf(c, start)
@@ -224,7 +226,8 @@ def _tflite_quantize(c: Conversion, evaluate) -> Int8Build:
     measure = quantizer.measure_sensitivity([k for k in knobs if k.name not in heads], SENSITIVITY_PEOPLE,
                                             c.decoder_output)
     result = search(knobs, 0, 0, lambda names: quantizer.write(names, target), evaluate, 1.0, measure, heads)
-    return Int8Build(result, target, "minmax (ai-edge-quantizer)", c.int8["fallback"], rounding, files.fp32, WEIGHTS)
+    return Int8Build(result, target, "minmax (ai-edge-quantizer)", c.int8["fallback"], rounding, files.fp32, WEIGHTS,
+                     ACTIVATIONS)
 
 
 register(Format("onnx", ".onnx", _onnx_convert, _onnx_quantize, metadata.embed_onnx, _onnx_info,

@@ -547,7 +547,7 @@ def _record_int8(candidates, extra, fmt: str, built: formats.Int8Build, log, mod
     bytes as int8, or that misses its size or latency target (converters/int8_targets.py; latency
     timed on `feed`, beside `publisher`'s TFLite where given) is not an INT8 model and is left out
     (rejected with its numbers)."""
-    info = {"quantization": {"weights": built.weights, "activations": "int8",
+    info = {"quantization": {"weights": built.weights, "activations": built.activations,
                              "fallback": built.fallback, "rounding": built.rounding,
                              "calibration": built.calibration, "calibration_people": "calibration",
                              **built.result.to_dict()}}

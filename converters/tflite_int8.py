@@ -35,6 +35,7 @@ from .tflite_names import name_outputs
 PASS_THROUGH_OPS = {"RESHAPE", "TRANSPOSE", "SQUEEZE", "EXPAND_DIMS", "LOGISTIC", "RELU", "RELU6"}
 PER_TENSOR_BELOW = 16  # weights per output channel under which a convolution's weights take one scale
 PER_TENSOR_OPS = {"CONV_2D", "FULLY_CONNECTED"}  # not DEPTHWISE_CONV_2D (see the module's docstring)
+ACTIVATIONS = "int8 (asymmetric, per tensor)"
 WEIGHTS = (f"int8 symmetric, per output channel; per tensor for convolutions with fewer than {PER_TENSOR_BELOW} "
            "weights per output channel (squeeze-excitation), whose per-channel tables would outweigh them")
 
