@@ -5,8 +5,9 @@ Activations are uint8 (asymmetric: the same 256 steps over the calibrated range 
 zero point moved by 128), because onnxruntime's x86 CPU kernels are u8 x s8: it fuses a u8
 Q/DQ Conv into QLinearConv, where with int8 activations it left most convolutions as float
 Conv between DequantizeLinear and QuantizeLinear. Measured on EfficientPose RT (issue 14, 1
-thread, AVX-512 VNNI): the int8-activation file ran in 2.3x the FP32 file's time (50 of 73 Conv
-unfused), the uint8 one in 0.87x (all 73 QLinearConv).
+thread, AVX-512 VNNI): the published plan's file with int8 activations ran in 2.3x the FP32
+file's time (50 of 73 Conv unfused), with uint8 ones in 1.1-1.2x (its 10 float activations keep
+7 Conv float); an all-int8 file with uint8 activations in 0.87x (all 73 QLinearConv).
 
 The weights use 7 of their 8 bits (integers in [-64, 64], onnxruntime's `reduce_range`). On x86
 CPUs without VNNI (AVX2, AVX-512F), onnxruntime's int8 convolutions multiply u8 activations by s8
@@ -184,9 +185,9 @@ def with_float(qdq, weights: dict[str, np.ndarray], names, int16=()) -> "onnx.Mo
 def compact_names(model) -> "onnx.ModelProto":  # noqa: F821
     """A copy of the QDQ model with its Q/DQ scaffolding named briefly: the Q/DQ nodes unnamed,
     their outputs and their scale and zero-point initializers `q<k>`. onnxruntime names them after
-    the tensor they quantize (`<tensor>_QuantizeLinear_Output`, `<tensor>_scale`, ...): on
-    EfficientPose RT those names are 0.13 MB of a 0.77 MB file, a seventh of what users download,
-    and no runtime reads them. The compute nodes, the float tensors (what a plan names) and the int8
+    the tensor they quantize (`<tensor>_QuantizeLinear_Output`, `<tensor>_scale`, ...): named
+    briefly, EfficientPose RT's INT8 file is 0.10 MB smaller (0.77 -> 0.67 MB), and no runtime
+    reads those names. The compute nodes, the float tensors (what a plan names) and the int8
     weights (`<weight>_quantized`) keep their names."""
     import onnx
 

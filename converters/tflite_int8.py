@@ -15,8 +15,9 @@ Weights are int8 per output channel, except a convolution's with fewer than `PER
 weights per output channel (squeeze-excitation's expanding 1x1 convolutions: 4-10 inputs): one
 scale for the whole tensor. A TFLite per-channel weight stores a float32 scale and an int64 zero
 point per channel, and its bias a second pair, 24 bytes per channel against those 4-10 bytes of
-weights; on EfficientPose RT these tables were 70 kB of a 757 kB INT8 file (issue 14). Depthwise filters (9 or 25 weights) keep per-channel scales:
-their channels' ranges differ the most, the classic per-tensor failure (MobileNet).
+weights; on EfficientPose RT these tables were 70 kB of a 757 kB INT8 file (issue 14). Depthwise
+filters (9 or 25 weights) keep per-channel scales: their channels' ranges differ the most, the
+classic per-tensor failure (MobileNet).
 """
 from __future__ import annotations
 
@@ -146,8 +147,8 @@ class Int8Quantizer:
         from ai_edge_quantizer import recipe
 
         plan = self._plan(recipe.weight_only_wi8_afp32())
-        for weighted in sorted(self.per_tensor):
-            plan.add_weight_only_config(_exactly(weighted), "*", 8, granularity=self._granularity(weighted))
+        for weighted in sorted(self.per_tensor):  # weight-only like every other op, on their one scale
+            self._float(plan, weighted)
         if op is not None:
             plan.add_static_config(_exactly(op), "*", 8, 8, weight_granularity=self._granularity(op))
         return self._quantized(plan)

@@ -276,7 +276,7 @@ def test_onnxruntime_runs_the_quantized_convolutions_as_integer_kernels(quantize
 
     from posezoo.converters.onnx_int8 import compact_names, with_float
 
-    _, qdq_path, qdq, _, weights, _ = quantized
+    _, _, qdq, _, weights, _ = quantized
     assert {onnx.TensorProto.UINT8} == {i.data_type for i in qdq.graph.initializer if i.name.endswith("_zero_point")
                                         and not i.name.startswith(("w1", "w2", "b1", "b2"))}
     options = ort.SessionOptions()
