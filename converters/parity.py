@@ -82,6 +82,7 @@ class ParityReport:
     thresholds: dict[str, float] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
     noise_floor: dict[str, float] = field(default_factory=dict)  # see apply_gate
+    errors: list[np.ndarray] = field(default_factory=list, repr=False)  # per sample: each keypoint's error
 
     @property
     def passed(self) -> bool:
@@ -144,7 +145,7 @@ def compare(reference_outputs: list[dict[str, np.ndarray]], candidate_outputs: l
     per_output = {name: tensor_metrics(np.stack([r[name] for r in reference_outputs]),
                                        np.stack([c[name] for c in aligned]))
                   for name in reference_outputs[0]}
-    errors, visible, settled = [], [], 0
+    per_sample, visible, settled = [], [], 0
     for r, c in zip(reference_outputs, aligned):
         (ref_xy, ref_scores), (out_xy, out_scores) = decode(r), decode(c)
         err = keypoint_errors(ref_xy, ref_scores, out_xy, out_scores, {"min_score": min_score}, keypoint_scale)
@@ -153,13 +154,13 @@ def compare(reference_outputs: list[dict[str, np.ndarray]], candidate_outputs: l
             if ties.size:
                 settled += int(np.sum(ties & (err > 0)))
                 err = np.where(ties, 0.0, err)
-        errors.append(err)
+        per_sample.append(err)
         visible.append(ref_scores >= 0.5)
-    errors, visible = np.concatenate(errors), np.concatenate(visible)
+    errors, visible = np.concatenate(per_sample), np.concatenate(visible)
     pck = {str(a): float(np.mean(errors <= a)) for a in ALPHAS}
     pck_visible = {str(a): float(np.mean(errors[visible] <= a)) if visible.any() else 1.0 for a in ALPHAS}
     return ParityReport(len(reference_outputs), per_output, pck, float(errors.max()), pck_visible,
-                        ties=round(settled / len(errors), 6))
+                        ties=round(settled / len(errors), 6), errors=per_sample)
 
 
 def _match(outputs: dict[str, np.ndarray], name: str, reference: np.ndarray) -> np.ndarray:
@@ -170,6 +171,23 @@ def _match(outputs: dict[str, np.ndarray], name: str, reference: np.ndarray) -> 
     if len(same_size) == 1:
         return same_size[0]
     raise KeyError(f"artifact has no output named {name!r} and no unique output of size {reference.size}")
+
+
+BOOTSTRAP_RESAMPLES = 2000
+
+
+def pck_lower_bound(report: ParityReport, people: list, alpha: str, confidence: float,
+                    resamples: int = BOOTSTRAP_RESAMPLES) -> float:
+    """The PCK@alpha that other people like these reach with `confidence`: its (1 - confidence)
+    quantile over bootstrap resamples of the people. `people`: each sample's person (a key); a
+    person's samples (their crops under every robustness transform) are drawn together, since
+    they fail together. Seeded, so the same errors give the same bound on every build."""
+    keys = sorted(set(people))
+    index = np.array([keys.index(p) for p in people])
+    hits = np.bincount(index, [np.sum(e <= float(alpha)) for e in report.errors], len(keys))
+    counts = np.bincount(index, [e.size for e in report.errors], len(keys))
+    draws = np.random.default_rng(0).integers(0, len(keys), (resamples, len(keys)))
+    return float(np.quantile(hits[draws].sum(1) / counts[draws].sum(1), 1.0 - confidence))
 
 
 MAX_TIES = 0.5  # beyond this share of keypoints settled as heatmap ties, keypoints cannot be judged

@@ -487,12 +487,13 @@ class Int8Benches:
 
     def search_score(self, path: Path, thresholds: dict) -> float:
         """A trial's score on the calibration side: the judgement's two gates (the INT8 gate, and
-        PCK@0.05 on the robustness set) with their lower bounds raised by SEARCH_MARGIN, on the
-        calibration people, 1.0 when both pass. TFLite runs on its fast kernels here (see
-        ParityBench.check)."""
-        clean, robust = search_bounds(thresholds), search_bounds(parity.ROBUSTNESS_THRESHOLDS)
-        return min(_gate_score(self.search.check(path, clean, reference_kernels=False), clean),
-                   _gate_score(self.search_robustness.check(path, robust, reference_kernels=False), robust))
+        PCK@0.05 on the robustness set), each PCK read as the value the calibration people vouch for
+        with SEARCH_CONFIDENCE (its lower bound over resamples of them, see search_reading), 1.0
+        when both pass. TFLite runs on its fast kernels here (see ParityBench.check)."""
+        return min(search_reading(self.search, self.search.check(path, thresholds, reference_kernels=False),
+                                  thresholds),
+                   search_reading(self.search_robustness, self.search_robustness.check(
+                       path, parity.ROBUSTNESS_THRESHOLDS, reference_kernels=False), parity.ROBUSTNESS_THRESHOLDS))
 
     def judge(self, path: Path, thresholds: dict, noise: dict) -> tuple[parity.ParityReport, dict]:
         """The INT8 gate on the gate people, then PCK@0.05 on the robustness set (its failures join
@@ -506,7 +507,8 @@ class Int8Benches:
     def record(self) -> dict:
         """The manifest's `build.int8_people`: who calibrated and who judged, as counts and digests."""
         return {"split": "by photo: the first byte of the photo's sha256, even -> calibration, odd -> gate",
-                "search": f"each lower bound of both gates x{SEARCH_MARGIN} (at most 1.0) on the calibration people",
+                "search": f"both gates' PCK bounds met by the calibration people with {SEARCH_CONFIDENCE:.0%} confidence "
+                          f"(the {1 - SEARCH_CONFIDENCE:.0%} quantile over {parity.BOOTSTRAP_RESAMPLES} resamples of them)",
                 "calibration": calibration.set_record(self.search.samples),
                 "gate": calibration.set_record(self.gate.samples),
                 "robustness": {"crops": len(self.robustness.samples),
@@ -518,26 +520,33 @@ def int8_options(variant, opts: BuildOptions) -> dict:
     return {**variant.int8_options, **({"fallback": opts.int8_fallback} if opts.int8_fallback else {})}
 
 
-# The INT8 search asks each lower bound of the gates times this (at most 1.0) of the calibration
-# people. A plan is fitted to those people: one that clears them by nothing lands on either side
-# on others. Measured on EfficientPose RT (issue 14): two TFLite plans, each passing at the bound
-# on the calibration people, read 0.949 and 0.955 on the gate people's robustness set (bound
-# 0.95). The gates that publish a file are never moved; only the search asks more.
-SEARCH_MARGIN = 1.01
+# The INT8 search asks a plan's PCK on the calibration people to hold, with this confidence, for
+# other people like them: a plan is fitted to those people, and one that clears them by nothing
+# lands on either side on others. With 18 to 40 people the spread between people is what decides:
+# a fixed 1 % margin (session 13) still let EfficientPose I's ONNX INT8 plan and II's TFLite plan
+# pass on the calibration people and miss on the gate people (0.969 and 0.962, bound 0.97). The
+# bound a person-level bootstrap gives widens with fewer people and with people who disagree
+# more. The gates that publish a file are never moved; only the search asks more.
+SEARCH_CONFIDENCE = 0.9
 
 
-def search_bounds(thresholds: dict) -> dict:
-    """The gate `thresholds` as the INT8 search applies them (see SEARCH_MARGIN)."""
-    return {k: min(1.0, b * SEARCH_MARGIN) if k.endswith("_min") else b for k, b in thresholds.items()}
-
-
-def _gate_score(report: parity.ParityReport, thresholds: dict) -> float:
-    """1.0 when the gate passes, else the worst ratio of a metric to its bound (for the log)."""
-    if report.passed:
-        return 1.0
-    summary = report.summary()
-    ratios = [summary[k.rsplit("_", 1)[0]] / b for k, b in thresholds.items() if k.endswith("_min") and b]
-    return min(ratios, default=0.0)
+def search_reading(bench: parity.ParityBench, report: parity.ParityReport, thresholds: dict) -> float:
+    """1.0 when `report` (of `bench`'s people) passes `thresholds` with every PCK bound met by
+    the PCK its people vouch for with SEARCH_CONFIDENCE (parity.pck_lower_bound; a person's
+    robustness crops drawn together), else the worst ratio of such a reading to its bound."""
+    people = [(str(s.person.image), tuple(s.person.box)) for s in bench.samples]
+    ratios = []
+    for key, bound in thresholds.items():
+        metric, kind = key.rsplit("_", 1)
+        if kind != "min" or not bound:
+            continue
+        value = (parity.pck_lower_bound(report, people, metric.split("@")[1], SEARCH_CONFIDENCE)
+                 if metric.startswith("pck@") else report.summary()[metric])
+        ratios.append(value / bound)
+    worst = min(ratios, default=1.0)
+    if worst >= 1.0:
+        return 1.0 if report.passed else 0.0  # failed elsewhere (an upper bound, heatmap ties)
+    return worst
 
 
 def _record_int8(candidates, extra, fmt: str, built: formats.Int8Build, log, model_id, feed: np.ndarray,
