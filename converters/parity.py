@@ -176,14 +176,14 @@ def _match(outputs: dict[str, np.ndarray], name: str, reference: np.ndarray) -> 
 BOOTSTRAP_RESAMPLES = 2000
 
 
-def pck_lower_bound(report: ParityReport, people: list, alpha: str, confidence: float,
+def pck_lower_bound(report: ParityReport, groups: list, alpha: str, confidence: float,
                     resamples: int = BOOTSTRAP_RESAMPLES) -> float:
-    """The PCK@alpha that other people like these reach with `confidence`: its (1 - confidence)
-    quantile over bootstrap resamples of the people. `people`: each sample's person (a key); a
-    person's samples (their crops under every robustness transform) are drawn together, since
-    they fail together. Seeded, so the same errors give the same bound on every build."""
-    keys = sorted(set(people))
-    index = np.array([keys.index(p) for p in people])
+    """The PCK@alpha that other samples like these reach with `confidence`: its (1 - confidence)
+    quantile over bootstrap resamples of `groups` (each sample's group key, e.g. its photo: a
+    group's samples are drawn together, since they fail together). Seeded, so the same errors
+    give the same bound on every build."""
+    keys = sorted(set(groups))
+    index = np.array([keys.index(g) for g in groups])
     hits = np.bincount(index, [np.sum(e <= float(alpha)) for e in report.errors], len(keys))
     counts = np.bincount(index, [e.size for e in report.errors], len(keys))
     draws = np.random.default_rng(0).integers(0, len(keys), (resamples, len(keys)))

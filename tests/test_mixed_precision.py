@@ -265,49 +265,49 @@ def _report(errors_per_sample):
                                {"0.05": float(np.mean(flat <= 0.05))}, float(flat.max()), errors=errors)
 
 
-def test_the_search_reads_pck_as_the_calibration_people_vouch_for_it():
+def test_the_search_reads_pck_as_the_calibration_photos_vouch_for_it():
     """A trial passes the search only when the PCK bound holds with SEARCH_CONFIDENCE over
-    resamples of the calibration people: the same share of misses passes among many people and
-    fails among few; misses gathered in one person (all her robustness crops) weigh more than the
-    same misses spread over people; the reading is the same on every call. The gates stay."""
+    resamples of the calibration photos: the same share of misses passes among many photos and
+    fails among few; misses gathered in one photo (its people, their robustness crops) weigh more
+    than the same misses spread over photos; the reading is the same on every call. The gates stay."""
     from types import SimpleNamespace
 
     from posezoo.converters import parity
     from posezoo.converters.pipeline import SEARCH_CONFIDENCE, search_reading
 
-    def bench(people, crops=1):
-        return SimpleNamespace(samples=[SimpleNamespace(person=SimpleNamespace(image=f"p{k}.jpg", box=(0, 0, 9, 9)))
-                                        for k in range(people) for _ in range(crops)])
+    def bench(photos, people=1):
+        return SimpleNamespace(samples=[SimpleNamespace(person=SimpleNamespace(image=f"p{k}.jpg", box=(j, 0, 9, 9)))
+                                        for k in range(photos) for j in range(people)])
 
     def gated(errors):
         return parity.apply_gate(_report(errors), {"pck@0.05_min": 0.97})
 
-    one_miss_in_50 = [[0.0] * 49 + [0.5]]  # PCK 0.98 per person
+    one_miss_in_50 = [[0.0] * 49 + [0.5]]  # PCK 0.98 on each photo
     few, many = one_miss_in_50 * 4, one_miss_in_50 * 60
     assert gated(few).passed and gated(many).passed  # the gate itself reads 0.98 on both
     assert search_reading(bench(60), gated(many), {"pck@0.05_min": 0.97}) == 1.0
-    assert search_reading(bench(4), gated(few), {"pck@0.05_min": 0.97}) == 1.0  # no person worse than 0.98
+    assert search_reading(bench(4), gated(few), {"pck@0.05_min": 0.97}) == 1.0  # no photo worse than 0.98
 
-    spread = [[0.0] * 16] * 15 + [[0.0] * 15 + [0.5]] * 5  # 5 misses over 5 of 20 people: 0.984
-    gathered = [[0.0] * 16] * 19 + [[0.5] * 5 + [0.0] * 11]  # the same 5 misses in one person
+    spread = [[0.0] * 16] * 15 + [[0.0] * 15 + [0.5]] * 5  # 5 misses over 5 of 20 photos: 0.984
+    gathered = [[0.0] * 16] * 19 + [[0.5] * 5 + [0.0] * 11]  # the same 5 misses in one photo
     assert gated(spread).pck == gated(gathered).pck
-    people = bench(20)
-    assert search_reading(people, gated(spread), {"pck@0.05_min": 0.97}) == 1.0
-    low = search_reading(people, gated(gathered), {"pck@0.05_min": 0.97})
-    assert 0.9 < low < 1.0  # the point value passes, what 20 people vouch for does not
-    assert search_reading(people, gated(gathered), {"pck@0.05_min": 0.97}) == low  # seeded: the same plan each build
+    photos = bench(20)
+    assert search_reading(photos, gated(spread), {"pck@0.05_min": 0.97}) == 1.0
+    low = search_reading(photos, gated(gathered), {"pck@0.05_min": 0.97})
+    assert 0.9 < low < 1.0  # the point value passes, what 20 photos vouch for does not
+    assert search_reading(photos, gated(gathered), {"pck@0.05_min": 0.97}) == low  # seeded: the same plan each build
 
-    # a person's robustness crops are drawn together: 4 crops of each of 5 people, one person failing them all
-    crops = [[0.0] * 16] * 16 + [[0.5] * 2 + [0.0] * 14] * 4
-    assert search_reading(bench(5, crops=4), gated(crops), {"pck@0.05_min": 0.97}) < search_reading(
-        bench(20), gated(crops), {"pck@0.05_min": 0.97}) < 1.0
+    # the people of one photo are drawn together: 4 people in each of 5 photos, one photo's people all missing
+    crowd = [[0.0] * 16] * 16 + [[0.5] * 2 + [0.0] * 14] * 4
+    assert search_reading(bench(5, people=4), gated(crowd), {"pck@0.05_min": 0.97}) < search_reading(
+        bench(20), gated(crowd), {"pck@0.05_min": 0.97}) < 1.0
     assert 0.5 < SEARCH_CONFIDENCE < 1.0 and parity.ROBUSTNESS_THRESHOLDS == {"pck@0.05_min": 0.95}
 
 
-def test_a_pck_lower_bound_is_below_the_point_value_and_tightens_with_more_people():
+def test_a_pck_lower_bound_is_below_the_point_value_and_tightens_with_more_photos():
     from posezoo.converters.parity import pck_lower_bound
 
-    misses = [[0.0] * 9 + [0.2]] * 2 + [[0.0] * 10] * 8  # PCK 0.98 over 10 people
+    misses = [[0.0] * 9 + [0.2]] * 2 + [[0.0] * 10] * 8  # PCK 0.98 over 10 photos
     few = pck_lower_bound(_report(misses), list(range(10)), "0.05", 0.9)
     many = pck_lower_bound(_report(misses * 10), list(range(100)), "0.05", 0.9)
     assert few < many < 0.98
