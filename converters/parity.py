@@ -176,6 +176,14 @@ def _match(outputs: dict[str, np.ndarray], name: str, reference: np.ndarray) -> 
 BOOTSTRAP_RESAMPLES = 2000
 
 
+def pck_by(report: ParityReport, groups: list, alpha: str) -> dict[str, float]:
+    """PCK@alpha of each group of samples (`groups`: each sample's key, e.g. its data set)."""
+    keyed: dict[str, list[np.ndarray]] = {}
+    for group, errors in zip(groups, report.errors):
+        keyed.setdefault(str(group), []).append(errors)
+    return {g: round(float(np.mean(np.concatenate(e) <= float(alpha))), 4) for g, e in sorted(keyed.items())}
+
+
 def pck_lower_bound(report: ParityReport, groups: list, alpha: str, confidence: float,
                     resamples: int = BOOTSTRAP_RESAMPLES) -> float:
     """The PCK@alpha that other samples like these reach with `confidence`: its (1 - confidence)

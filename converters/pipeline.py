@@ -391,9 +391,9 @@ def _build_converted(variant, original: ResolvedFile, opts: BuildOptions, out_di
             formats.get(fmt).embed(path, essentials(model, precision))
             try:
                 if precision == "int8":
-                    report, robustness = int8.judge(path, variant.thresholds["int8"], noise)
+                    report, judged = int8.judge(path, variant.thresholds["int8"], noise)
                 else:
-                    report, robustness = bench.check(path, variant.thresholds[precision], noise_floor=noise), None
+                    report, judged = bench.check(path, variant.thresholds[precision], noise_floor=noise), {}
             except RuntimeError as e:
                 reason = f"the runtime cannot run it: {_first_line(e)}"
                 log(f"[{variant.id}] {fmt}/{precision}: FAIL, {reason}")
@@ -403,11 +403,9 @@ def _build_converted(variant, original: ResolvedFile, opts: BuildOptions, out_di
                                           **extra.get((fmt, precision), {})})
                 continue
             log(f"[{variant.id}] {fmt}/{precision}: {_verdict(report)}" + (
-                f"; robustness set pck@0.05 {robustness['pck@0.05']:.3f} {robustness['by_transform']}"
-                if robustness else ""))
-            parity_entry = _parity_entry(report, opts, REFERENCE_RUNTIME[recipe["original_format"]])
-            if robustness is not None:
-                parity_entry.update(people="gate", robustness=robustness)
+                f"; by data set {judged['by_source']}; robustness set pck@0.05 {judged['robustness']['pck@0.05']:.3f} "
+                f"{judged['robustness']['by_transform']}" if judged else ""))
+            parity_entry = {**_parity_entry(report, opts, REFERENCE_RUNTIME[recipe["original_format"]]), **judged}
             if report.passed:
                 model["artifacts"].append(_artifact_entry(out_dir, path, fmt, precision, parity_entry,
                                                           extra.get((fmt, precision), {}), spec))
@@ -497,12 +495,17 @@ class Int8Benches:
 
     def judge(self, path: Path, thresholds: dict, noise: dict) -> tuple[parity.ParityReport, dict]:
         """The INT8 gate on the gate people, then PCK@0.05 on the robustness set (its failures join
-        the report's); returns the report and the manifest's `robustness` record."""
+        the report's); returns the report and what the manifest's parity adds for INT8: the people
+        judged, PCK@0.05 per data set (image folder) of the gate people, and the `robustness` record."""
         report = self.gate.check(path, thresholds, noise_floor=noise)
         robust, by_transform = self.robustness.check_robustness(path)
         report.failures += [f"robustness set: {f}" for f in robust.failures]
-        return report, {"samples": robust.samples, "pck@0.05": round(robust.pck["0.05"], 6),
-                        "thresholds": robust.thresholds, "by_transform": by_transform, "passed": robust.passed}
+        return report, {"people": "gate",
+                        "by_source": parity.pck_by(report, [s.person.image.parent.name for s in self.gate.samples],
+                                                   "0.05"),
+                        "robustness": {"samples": robust.samples, "pck@0.05": round(robust.pck["0.05"], 6),
+                                       "thresholds": robust.thresholds, "by_transform": by_transform,
+                                       "passed": robust.passed}}
 
     def record(self) -> dict:
         """The manifest's `build.int8_people`: who calibrated and who judged, as counts and digests."""

@@ -161,6 +161,8 @@ def parity_text(p: dict) -> str:
     people = " gate people (not calibrated on)" if p.get("people") == "gate" else ""
     text = (f"{verdict}: rel err {p.get('rel_err', float('nan')):.2g}, cos {p.get('cos', float('nan')):.6f}, "
             f"PCK@0.05 {p.get('pck@0.05', float('nan')):.3f}, n={p.get('samples', '?')}{people}")
+    if p.get("by_source"):
+        text += " (" + ", ".join(f"{source} {pck:.3f}" for source, pck in p["by_source"].items()) + ")"
     robust = p.get("robustness")
     if robust:
         worst = min(robust["by_transform"].items(), key=lambda kv: kv[1])

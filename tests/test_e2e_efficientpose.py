@@ -86,6 +86,9 @@ def test_int8_plan_is_recorded_and_a_rebuild_reproduces_it_byte_for_byte(zoo, sh
     for art in first.values():
         assert art["quantization"]["int8_weight_share"] >= 0.9 and art["parity"]["people"] == "gate"
         assert art["quantization"]["plan"]["tensors"] and art["parity"]["robustness"]["passed"]
+        by_source = art["parity"]["by_source"]  # the gate people's PCK@0.05 per image folder
+        assert by_source and set(by_source) <= {p.name for p in (shared / "images").iterdir() if p.is_dir()}
+        assert min(by_source.values()) <= art["parity"]["pck@0.05"] <= max(by_source.values())
     assert main(["build", "efficientpose-rt-lite", "--formats", "onnx,tflite", "--precisions", "fp32,int8",
                  "--max-samples", "6", "--out", str(tmp_path / "again"), "--calibration-images", str(shared / "images"),
                  "--mirror", str(shared / "checkpoints"), "--offline"]) == 0

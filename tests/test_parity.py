@@ -127,3 +127,10 @@ def test_rel_err_is_judged_against_the_originals_own_kernel_noise_per_output():
     failed = apply_gate(report, {"rel_err_max": 1e-4}, {"mask": 2e-4})
     assert not failed.passed and "on mask" in failed.failures[0] and "0.0002" in failed.failures[0]
     assert not apply_gate(report, {"rel_err_max": 1e-4}).passed  # no floor: the bound alone
+
+
+def test_pck_by_group_reads_each_data_set_alone():
+    from posezoo.converters.parity import pck_by
+
+    report = ParityReport(3, {}, {}, 0.0, errors=[np.array([0.0, 0.1]), np.array([0.0, 0.0]), np.array([0.2, 0.0])])
+    assert pck_by(report, ["coco", "mpii", "coco"], "0.05") == {"coco": 0.5, "mpii": 1.0}
