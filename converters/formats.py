@@ -126,38 +126,35 @@ def _onnx_convert(c: Conversion) -> dict[str, Path]:
 SENSITIVITY_PEOPLE = 6  # calibration people each knob's sensitivity is measured on
 
 
-def _int8_start(c: Conversion, bits: int) -> tuple[Path, dict]:
-    """The FP32 model a format's INT8 file is quantized from, made once per weight grid: the FP32
-    itself (round to nearest) or its weights on the `bits`-bit grid the file stores, by learned
-    rounding (recipe `int8.rounding`), on the calibration people (not their robustness
-    transforms: aimet caches every input's activations at every layer; on BlazePose Lite the
-    people alone let its TFLite INT8 pass); and the manifest's record of it."""
+def _int8_start(c: Conversion) -> tuple[Path, dict]:
+    """The FP32 model both formats' INT8 files are quantized from, made once: the FP32 itself
+    (round to nearest) or its weights on the int8 grid by learned rounding (recipe `int8.rounding`),
+    on the calibration people (not their robustness transforms: aimet caches every input's
+    activations at every layer; on BlazePose Lite the people alone let its TFLite INT8 pass);
+    and the manifest's record of it."""
     from .learned_rounding import adaround
 
-    if c.int8["rounding"] != "adaround":
-        return c.fp32_onnx, {"method": "nearest"}
-    key = ("int8_start", bits)
-    if key not in c.state:
-        c.log(f"[{c.model_id}] learned weight rounding (AdaRound on the {bits}-bit grid, "
-              f"{c.int8['rounding_iterations']} steps per layer)")
-        rounded = c.work / f"{c.model_id}_rounded_{bits}bit.onnx"
-        c.state[key] = rounded, adaround(c.fp32_onnx, rounded, c.feeds[:c.people], c.int8["rounding_iterations"], bits)
-    return c.state[key]
+    if "int8_start" not in c.state:
+        if c.int8["rounding"] == "adaround":
+            c.log(f"[{c.model_id}] learned weight rounding (AdaRound, {c.int8['rounding_iterations']} steps per layer)")
+            rounded = c.work / f"{c.model_id}_rounded.onnx"
+            c.state["int8_start"] = rounded, adaround(c.fp32_onnx, rounded, c.feeds[:c.people],
+                                                        c.int8["rounding_iterations"])
+        else:
+            c.state["int8_start"] = c.fp32_onnx, {"method": "nearest"}
+    return c.state["int8_start"]
 
 
 def _onnx_quantize(c: Conversion, evaluate) -> Int8Build:
     import onnx
 
     from .fileio import atomic_path
-    from .learned_rounding import conv_grid
-    from .onnx_int8 import (ACTIVATIONS, LEARNED_WEIGHTS, WEIGHT_BITS, WEIGHTS, compact_names, measure_sensitivity,
-                            onnx_to_int8, output_head_nodes, qdq_knobs, weight_params, with_float)
+    from .onnx_int8 import (ACTIVATIONS, WEIGHTS, compact_names, measure_sensitivity, onnx_to_int8,
+                            output_head_nodes, qdq_knobs, weight_params, with_float)
 
-    start, rounding = _int8_start(c, WEIGHT_BITS)
-    learned = rounding["method"] != "nearest"
+    start, rounding = _int8_start(c)
     c.log(f"[{c.model_id}] ONNX INT8 (static QDQ, {c.int8['method']}) with per-tensor mixed precision")
-    full = onnx_to_int8(start, c.work / "int8_all.onnx", c.feeds, c.int8["method"],
-                        weight_grid=conv_grid(c.fp32_onnx, WEIGHT_BITS) if learned else None)
+    full = onnx_to_int8(start, c.work / "int8_all.onnx", c.feeds, c.int8["method"])
     qdq, fp32 = onnx.load(str(full)), onnx.load(str(c.fp32_onnx))
     knobs, weights = qdq_knobs(qdq, fp32)
     heads = {t for node in fp32.graph.node if node.name in output_head_nodes(c.fp32_onnx) for t in node.output}
@@ -176,8 +173,8 @@ def _onnx_quantize(c: Conversion, evaluate) -> Int8Build:
         return target
 
     result = search(knobs, *weight_params(qdq), build, evaluate, 1.0, measure, always)
-    return Int8Build(result, target, c.int8["method"], c.int8["fallback"], rounding, c.fp32_onnx,
-                     LEARNED_WEIGHTS if learned else WEIGHTS, ACTIVATIONS)
+    return Int8Build(result, target, c.int8["method"], c.int8["fallback"], rounding, c.fp32_onnx, WEIGHTS,
+                     ACTIVATIONS)
 
 
 def _onnx_info(path: Path) -> dict:
@@ -218,7 +215,7 @@ def _tflite_quantize(c: Conversion, evaluate) -> Int8Build:
     from .runtimes import fit_layout
     from .tflite_int8 import ACTIVATIONS, WEIGHTS, Int8Quantizer
 
-    start, rounding = _int8_start(c, bits=8)
+    start, rounding = _int8_start(c)
     files, input_shape = _onnx2tf(c, start)
     c.log(f"[{c.model_id}] TFLite INT8 (ai-edge-quantizer) with per-op mixed precision")
     target = c.out_dir / f"{c.model_id}_int8.tflite"

@@ -35,11 +35,8 @@ from .fileio import atomic_path
 from .mixed_precision import Knob
 
 METHODS = ("minmax", "percentile", "entropy")
-WEIGHT_BITS = 7  # what learned rounding learns the ONNX file's weights on (converters/learned_rounding.py)
 WEIGHTS = ("int8 per-channel (symmetric), 7-bit range [-64, 64] (onnxruntime's reduce_range: its x86 "
            "u8 x s8 kernels cannot saturate on CPUs without VNNI)")
-LEARNED_WEIGHTS = ("int8 per-channel (symmetric), 7-bit range [-63, 63] (the learned rounding's grid, inside "
-                   "onnxruntime's reduce_range: its x86 u8 x s8 kernels cannot saturate on CPUs without VNNI)")
 ACTIVATIONS = "uint8 (asymmetric, per tensor: onnxruntime's u8 x s8 kernels)"
 
 
@@ -72,11 +69,7 @@ def output_head_nodes(onnx_path: Path) -> list[str]:
 
 
 def onnx_to_int8(onnx_in: Path, onnx_out: Path, calibration: list[dict[str, np.ndarray]],
-                 method: str = "minmax", float_nodes: list[str] = (),
-                 weight_grid: dict[str, np.ndarray] | None = None) -> Path:
-    """`weight_grid`: {convolution weight name: its per-output-channel scales}, for weights that
-    already lie on that grid (learned rounding): stored as those exact integers, not rounded again
-    onto onnxruntime's own grid."""
+                 method: str = "minmax", float_nodes: list[str] = ()) -> Path:
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                           quantize_static)
 
@@ -102,11 +95,7 @@ def onnx_to_int8(onnx_in: Path, onnx_out: Path, calibration: list[dict[str, np.n
                         # a plan that keeps their tensor float still clips (with_float).
                         extra_options={"QDQKeepRemovableActivations": True,
                                        "ActivationSymmetric": False, "WeightSymmetric": True,
-                                       "CalibPercentile": 99.999, "CalibTensorRangeSymmetric": False,
-                                       "TensorQuantOverrides": {
-                                           name: [{"axis": 0, "scale": np.float32(s), "zero_point": np.int8(0)}
-                                                  for s in scales]
-                                           for name, scales in (weight_grid or {}).items()}})
+                                       "CalibPercentile": 99.999, "CalibTensorRangeSymmetric": False})
     return onnx_out
 
 
