@@ -213,21 +213,22 @@ def _tflite_convert(c: Conversion) -> dict[str, Path]:
 
 def _tflite_quantize(c: Conversion, evaluate) -> Int8Build:
     from .runtimes import fit_layout
-    from .tflite_int8 import ACTIVATIONS, WEIGHTS, Int8Quantizer
+    from .tflite_int8 import ACTIVATIONS, LEARNED_WEIGHTS, WEIGHTS, Int8Quantizer
 
     start, rounding = _int8_start(c)
+    learned = rounding["method"] != "nearest"
     files, input_shape = _onnx2tf(c, start)
     c.log(f"[{c.model_id}] TFLite INT8 (ai-edge-quantizer) with per-op mixed precision")
     target = c.out_dir / f"{c.model_id}_int8.tflite"
     outputs = [o["name"] for o in runtimes_side.OnnxRuntime(c.fp32_onnx).outputs]
     quantizer = Int8Quantizer(files.saved_model, [fit_layout(f[c.spec["name"]], input_shape) for f in c.feeds],
-                              outputs, c.int8["fallback"])
+                              outputs, c.int8["fallback"], learned_grid=learned)
     knobs, heads = quantizer.knobs()
     measure = quantizer.measure_sensitivity([k for k in knobs if k.name not in heads], SENSITIVITY_PEOPLE,
                                             c.decoder_output)
     result = search(knobs, 0, 0, lambda names: quantizer.write(names, target), evaluate, 1.0, measure, heads)
-    return Int8Build(result, target, "minmax (ai-edge-quantizer)", c.int8["fallback"], rounding, files.fp32, WEIGHTS,
-                     ACTIVATIONS)
+    return Int8Build(result, target, "minmax (ai-edge-quantizer)", c.int8["fallback"], rounding, files.fp32,
+                     LEARNED_WEIGHTS if learned else WEIGHTS, ACTIVATIONS)
 
 
 register(Format("onnx", ".onnx", _onnx_convert, _onnx_quantize, metadata.embed_onnx, _onnx_info,

@@ -9,9 +9,9 @@ scores 0.999.
 
 The result is an FP32 model whose weights lie on their per-channel symmetric int8 grid (scale
 max|w| / 127, integers in [-127, 127]): ai-edge-quantizer's per-channel quantizer derives that same
-grid from it and stores exactly the learned integers in the TFLite INT8 file (but for convolutions
-with so few weights per output channel that the TFLite file gives them one scale, see
-converters/tflite_int8.py: those are rounded again onto it). The ONNX INT8 file
+grid from it and stores exactly the learned integers in the TFLite INT8 file (every weight keeps its per-channel
+scale there, converters/tflite_int8.py, even where a file rounded to nearest takes one scale per
+tensor). The ONNX INT8 file
 keeps its weights in 7 bits (converters/onnx_int8.py), so onnxruntime rounds the learned weights
 again onto max|w| / 64: the ONNX file gains less from the learned rounding than the TFLite one.
 aimet's scale adjustments for Qualcomm's HTP accumulators are turned off for that reason (our

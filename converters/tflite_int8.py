@@ -17,7 +17,12 @@ scale for the whole tensor. A TFLite per-channel weight stores a float32 scale a
 point per channel, and its bias a second pair, 24 bytes per channel against those 4-10 bytes of
 weights; on EfficientPose RT these tables were 70 kB of a 757 kB INT8 file (issue 14). Depthwise
 filters (9 or 25 weights) keep per-channel scales: their channels' ranges differ the most, the
-classic per-tensor failure (MobileNet).
+classic per-tensor failure (MobileNet). Weights whose rounding was learned (`learned_grid`,
+converters/learned_rounding.py) all keep the per-channel grid they were learned on: on BlazePose
+Lite one scale for its 19 such convolutions (1x1, 8 or 12 inputs) rounded their learned weights
+again, and since a raised op keeps its int8 weights no plan won that back: the all-int8 file (heads
+float) fell from PCK@0.05 0.855 to 0.580 on the gate people, and the search read at most 0.54 of
+its bound with 64 of 129 ops raised (issue 14).
 """
 from __future__ import annotations
 
@@ -39,13 +44,14 @@ PER_TENSOR_OPS = {"CONV_2D", "FULLY_CONNECTED"}  # not DEPTHWISE_CONV_2D (see th
 ACTIVATIONS = "int8 (asymmetric, per tensor)"
 WEIGHTS = (f"int8 symmetric, per output channel; per tensor for convolutions with fewer than {PER_TENSOR_BELOW} "
            "weights per output channel (squeeze-excitation), whose per-channel tables would outweigh them")
+LEARNED_WEIGHTS = "int8 symmetric, per output channel (the grid their rounding was learned on)"
 
 
 class Int8Quantizer:
     """One float model calibrated once; `quantize(raised_ops)` gives the INT8 file of a plan."""
 
     def __init__(self, saved_model: Path, calibration: list[np.ndarray], output_names: list[str],
-                 fallback: str = "float"):
+                 fallback: str = "float", learned_grid: bool = False):
         import tensorflow as tf
         from ai_edge_litert.interpreter import Interpreter
         from ai_edge_quantizer import quantizer, recipe
@@ -60,7 +66,7 @@ class Int8Quantizer:
         self.calibration = calibration
         self.fallback = fallback
         self.weighted = self._ops_with_weights()
-        self.per_tensor = self._ops_with_few_weights_per_channel()
+        self.per_tensor = set() if learned_grid else self._ops_with_few_weights_per_channel()
         self.graph_outputs = {t["name"] for t in self.interpreter.get_output_details()}
         calibrating = quantizer.Quantizer(self.float_model)
         calibrating.load_quantization_recipe(recipe.static_wi8_ai8())

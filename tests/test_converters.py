@@ -114,6 +114,9 @@ def test_tflite_int8_weights_take_one_scale_only_where_a_channel_has_few_weights
             scales[op["op_name"], per_channel] = (len(weight["quantization_parameters"]["scales"]),
                                                   len(bias["quantization_parameters"]["scales"]))
     assert scales == {("CONV_2D", 27): (8, 8), ("DEPTHWISE_CONV_2D", 9): (8, 8), ("CONV_2D", 8): (1, 1)}
+    # weights whose rounding was learned keep the per-channel grid they were learned on, everywhere
+    learned = Int8Quantizer(chain["tflite"].saved_model, calib, ["Identity"], learned_grid=True)
+    assert not learned.per_tensor and Int8Quantizer(chain["tflite"].saved_model, calib, ["Identity"]).per_tensor
 
 
 def test_tflite_plan_floats_ops_on_int8_weights_and_gives_the_same_bytes_twice(chain):
