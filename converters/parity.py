@@ -176,12 +176,17 @@ def _match(outputs: dict[str, np.ndarray], name: str, reference: np.ndarray) -> 
 BOOTSTRAP_RESAMPLES = 2000
 
 
+def _hits_by(report: ParityReport, groups: list, alpha: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per group (`groups`: each sample's key): its keys (sorted), keypoints within alpha, keypoints."""
+    keys, index = np.unique([str(g) for g in groups], return_inverse=True)
+    hits = np.bincount(index, [np.sum(e <= float(alpha)) for e in report.errors], len(keys))
+    return keys, hits, np.bincount(index, [e.size for e in report.errors], len(keys))
+
+
 def pck_by(report: ParityReport, groups: list, alpha: str) -> dict[str, float]:
     """PCK@alpha of each group of samples (`groups`: each sample's key, e.g. its data set)."""
-    keyed: dict[str, list[np.ndarray]] = {}
-    for group, errors in zip(groups, report.errors):
-        keyed.setdefault(str(group), []).append(errors)
-    return {g: round(float(np.mean(np.concatenate(e) <= float(alpha))), 4) for g, e in sorted(keyed.items())}
+    keys, hits, counts = _hits_by(report, groups, alpha)
+    return {str(k): round(float(h / c), 4) for k, h, c in zip(keys, hits, counts)}
 
 
 def pck_lower_bound(report: ParityReport, groups: list, alpha: str, confidence: float,
@@ -190,10 +195,7 @@ def pck_lower_bound(report: ParityReport, groups: list, alpha: str, confidence: 
     quantile over bootstrap resamples of `groups` (each sample's group key, e.g. its photo: a
     group's samples are drawn together, since they fail together). Seeded, so the same errors
     give the same bound on every build."""
-    keys = sorted(set(groups))
-    index = np.array([keys.index(g) for g in groups])
-    hits = np.bincount(index, [np.sum(e <= float(alpha)) for e in report.errors], len(keys))
-    counts = np.bincount(index, [e.size for e in report.errors], len(keys))
+    keys, hits, counts = _hits_by(report, groups, alpha)
     draws = np.random.default_rng(0).integers(0, len(keys), (resamples, len(keys)))
     return float(np.quantile(hits[draws].sum(1) / counts[draws].sum(1), 1.0 - confidence))
 

@@ -185,8 +185,9 @@ def test_an_int8_parity_line_says_where_it_loses():
     """The site's parity cell of an INT8 file: gate people, PCK per data set, robustness set and its worst transform."""
     from posezoo.scripts.report import parity_text
 
-    text = parity_text({"passed": False, "rel_err": 0.6, "cos": 0.92, "pck@0.05": 0.969, "samples": 26, "people": "gate",
-                        "by_source": {"coco": 1.0, "posetrack18": 0.93},
-                        "robustness": {"pck@0.05": 0.967, "samples": 156, "by_transform": {"dark": 0.95, "jpeg": 0.99}}})
+    text = parity_text({"passed": False, "rel_err": 0.6, "cos": 0.92, "pck@0.05": 0.969, "samples": 26,
+                        "people": "gate", "by_source": {"coco": 1.0, "posetrack18": 0.93},
+                        "robustness": {"pck@0.05": 0.967, "samples": 156,
+                                       "by_transform": {"dark": 0.95, "jpeg": 0.99}}})
     assert text.startswith("FAIL") and "gate people" in text and "(coco 1.000, posetrack18 0.930)" in text
     assert "worst dark 0.950" in text
