@@ -213,7 +213,7 @@ def _tflite_convert(c: Conversion) -> dict[str, Path]:
 
 def _tflite_quantize(c: Conversion, evaluate) -> Int8Build:
     from .runtimes import fit_layout
-    from .tflite_int8 import ACTIVATIONS, LEARNED_WEIGHTS, WEIGHTS, Int8Quantizer
+    from .tflite_int8 import ACTIVATIONS, CALIBRATION, LEARNED_WEIGHTS, WEIGHTS, Int8Quantizer
 
     start, rounding = _int8_start(c)
     learned = rounding["method"] != "nearest"
@@ -227,7 +227,7 @@ def _tflite_quantize(c: Conversion, evaluate) -> Int8Build:
     measure = quantizer.measure_sensitivity([k for k in knobs if k.name not in heads], SENSITIVITY_PEOPLE,
                                             c.decoder_output)
     result = search(knobs, 0, 0, lambda names: quantizer.write(names, target), evaluate, 1.0, measure, heads)
-    return Int8Build(result, target, "minmax (ai-edge-quantizer)", c.int8["fallback"], rounding, files.fp32,
+    return Int8Build(result, target, CALIBRATION, c.int8["fallback"], rounding, files.fp32,
                      LEARNED_WEIGHTS if learned else WEIGHTS, ACTIVATIONS)
 
 
