@@ -148,6 +148,7 @@ def _int8_start(c: Conversion) -> tuple[Path, dict]:
 def _onnx_quantize(c: Conversion, evaluate) -> Int8Build:
     import onnx
 
+    from .activation_ranges import DESCRIPTION
     from .fileio import atomic_path
     from .onnx_int8 import (ACTIVATIONS, WEIGHTS, compact_names, measure_sensitivity, onnx_to_int8,
                             output_head_nodes, qdq_knobs, weight_params, with_float)
@@ -173,7 +174,8 @@ def _onnx_quantize(c: Conversion, evaluate) -> Int8Build:
         return target
 
     result = search(knobs, *weight_params(qdq), build, evaluate, 1.0, measure, always)
-    return Int8Build(result, target, c.int8["method"], c.int8["fallback"], rounding, c.fp32_onnx, WEIGHTS,
+    calibration = DESCRIPTION if c.int8["method"] == "mse" else f"{c.int8['method']} (onnxruntime)"
+    return Int8Build(result, target, calibration, c.int8["fallback"], rounding, c.fp32_onnx, WEIGHTS,
                      ACTIVATIONS)
 
 
@@ -213,7 +215,8 @@ def _tflite_convert(c: Conversion) -> dict[str, Path]:
 
 def _tflite_quantize(c: Conversion, evaluate) -> Int8Build:
     from .runtimes import fit_layout
-    from .tflite_int8 import ACTIVATIONS, CALIBRATION, LEARNED_WEIGHTS, WEIGHTS, Int8Quantizer
+    from .activation_ranges import DESCRIPTION
+    from .tflite_int8 import ACTIVATIONS, LEARNED_WEIGHTS, WEIGHTS, Int8Quantizer
 
     start, rounding = _int8_start(c)
     learned = rounding["method"] != "nearest"
@@ -227,7 +230,7 @@ def _tflite_quantize(c: Conversion, evaluate) -> Int8Build:
     measure = quantizer.measure_sensitivity([k for k in knobs if k.name not in heads], SENSITIVITY_PEOPLE,
                                             c.decoder_output)
     result = search(knobs, 0, 0, lambda names: quantizer.write(names, target), evaluate, 1.0, measure, heads)
-    return Int8Build(result, target, CALIBRATION, c.int8["fallback"], rounding, files.fp32,
+    return Int8Build(result, target, DESCRIPTION, c.int8["fallback"], rounding, files.fp32,
                      LEARNED_WEIGHTS if learned else WEIGHTS, ACTIVATIONS)
 
 

@@ -17,8 +17,9 @@ full-range weights scores PCK@0.05 0.998 on the gate people when onnxruntime run
 as written and 0.923 on its fused int8 kernels of an AVX2 CPU; with 7-bit weights, 0.993 on the
 fused kernels. Phones (Arm) and VNNI CPUs do not saturate, but a file must hold wherever it runs.
 
-Calibrated once on real preprocessed inputs (`onnx_to_int8`; the output heads stay float, see
-`output_head_nodes`). Every other quantized tensor is a knob: a weight (its int8 initializer and
+Calibrated once on real preprocessed inputs (`onnx_to_int8`: activation ranges by
+converters/activation_ranges.py unless the recipe names one of onnxruntime's calibrators; the
+output heads stay float, see `output_head_nodes`). Every other quantized tensor is a knob: a weight (its int8 initializer and
 DequantizeLinear) or an activation (its QuantizeLinear/DequantizeLinear pair). A plan keeps some
 knobs float by editing that one QDQ graph (`with_float`): a float weight is the FP32 model's own
 tensor, a float activation skips its Q/DQ pair, an int16 activation (the a16w8 fallback) gets a
@@ -31,10 +32,11 @@ from pathlib import Path
 
 import numpy as np
 
+from .activation_ranges import least_error_ranges
 from .fileio import atomic_path
 from .mixed_precision import Knob
 
-METHODS = ("minmax", "percentile", "entropy")
+METHODS = ("mse", "minmax", "percentile", "entropy")  # mse: converters/activation_ranges.py; the rest onnxruntime's
 WEIGHTS = ("int8 per-channel (symmetric), 7-bit range [-64, 64] (onnxruntime's reduce_range: its x86 "
            "u8 x s8 kernels cannot saturate on CPUs without VNNI)")
 ACTIVATIONS = "uint8 (asymmetric, per tensor: onnxruntime's u8 x s8 kernels)"
@@ -69,7 +71,7 @@ def output_head_nodes(onnx_path: Path) -> list[str]:
 
 
 def onnx_to_int8(onnx_in: Path, onnx_out: Path, calibration: list[dict[str, np.ndarray]],
-                 method: str = "minmax", float_nodes: list[str] = ()) -> Path:
+                 method: str = "mse", float_nodes: list[str] = ()) -> Path:
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                           quantize_static)
 
@@ -85,8 +87,10 @@ def onnx_to_int8(onnx_in: Path, onnx_out: Path, calibration: list[dict[str, np.n
         def get_next(self):
             return next(self._it, None)
 
-    calib_method = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
-                    "entropy": CalibrationMethod.Entropy}[method]
+    calib_method = {"mse": CalibrationMethod.MinMax, "minmax": CalibrationMethod.MinMax,
+                    "percentile": CalibrationMethod.Percentile, "entropy": CalibrationMethod.Entropy}[method]
+    chosen = least_error_ranges(every_activation(onnx_in, calibration)) if method == "mse" else {}
+    overrides = {name: [{"rmin": np.float32(low), "rmax": np.float32(high)}] for name, (low, high) in chosen.items()}
     with atomic_path(onnx_out) as tmp:
         quantize_static(str(onnx_in), str(tmp), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                         reduce_range=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
@@ -95,8 +99,27 @@ def onnx_to_int8(onnx_in: Path, onnx_out: Path, calibration: list[dict[str, np.n
                         # a plan that keeps their tensor float still clips (with_float).
                         extra_options={"QDQKeepRemovableActivations": True,
                                        "ActivationSymmetric": False, "WeightSymmetric": True,
-                                       "CalibPercentile": 99.999, "CalibTensorRangeSymmetric": False})
+                                       "CalibPercentile": 99.999, "CalibTensorRangeSymmetric": False,
+                                       "TensorQuantOverrides": overrides})
     return onnx_out
+
+
+def every_activation(onnx_path: Path, calibration: list[dict[str, np.ndarray]]):
+    """Per calibration input: (its first input, {name: values}) of every float tensor the model
+    reads or computes (the graph's inputs and its nodes' outputs, read as graph outputs)."""
+    import onnx
+    import onnxruntime as ort
+
+    model = onnx.load(str(onnx_path))
+    listed = {o.name for o in model.graph.output}
+    model.graph.output.extend(onnx.helper.make_empty_tensor_value_info(name) for node in model.graph.node
+                              for name in node.output if name and name not in listed)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    for feed in calibration:
+        values = dict(zip(names, session.run(None, feed)))
+        yield next(iter(feed.values())), {name: v for name, v in {**feed, **values}.items()
+                                          if isinstance(v, np.ndarray) and v.dtype == np.float32}
 
 
 QUANTIZED_SUFFIX = "_quantized"  # onnxruntime's name for a weight's int8 initializer: <float name>_quantized

@@ -24,14 +24,13 @@ again, and since a raised op keeps its int8 weights no plan won that back: the a
 float) fell from PCK@0.05 0.855 to 0.580 on the gate people, and the search read at most 0.54 of
 its bound with 64 of 129 ops raised (issue 14).
 
-Activation ranges are chosen per tensor by quantization error (`clipped_ranges`): over every
-calibration input, the pair of clip points (each end at the tensor's extreme or at one of
-`RANGE_CLIP_FRACTIONS` of its values) with the least int8 round-trip error. The quantizer's own
-calibration keeps a moving average (0.95) of each input's min/max, so a range depended on the order
-of the inputs: ours are the calibration people and then their robustness crops, transform after
-transform, and the ranges were mostly those of the last transforms' crops. On BlazePose Lite's
-learned model the search found no plan within half the ops on those ranges; on MSE-chosen ones
-it raised 40 of 129 (gate people PCK@0.05 0.988, robustness 0.961), on global min/max 50 (issue 14).
+Activation ranges are converters/activation_ranges.py's (least int8 round-trip error over all
+calibration inputs), not the quantizer's own calibration: that keeps a moving average (0.95) of
+each input's min/max, so a range depended on the order of the inputs: ours are the calibration
+people and then their robustness crops, transform after transform, and the ranges were mostly
+those of the last transforms' crops. On BlazePose Lite's learned model the search found no plan
+within half the ops on those ranges; on least-error ones it raised 40 of 129 (gate people PCK@0.05
+0.988, robustness 0.961), on global min/max 50 (issue 14).
 """
 from __future__ import annotations
 
@@ -39,12 +38,12 @@ import contextlib
 import io
 import re
 import warnings
-import zlib
 from pathlib import Path
 
 import numpy as np
 
 from . import quiet
+from .activation_ranges import least_error_ranges
 from .fileio import atomic_path
 from .mixed_precision import Knob
 from .tflite_names import name_outputs
@@ -56,10 +55,6 @@ ACTIVATIONS = "int8 (asymmetric, per tensor)"
 WEIGHTS = (f"int8 symmetric, per output channel; per tensor for convolutions with fewer than {PER_TENSOR_BELOW} "
            "weights per output channel (squeeze-excitation), whose per-channel tables would outweigh them")
 LEARNED_WEIGHTS = "int8 symmetric, per output channel (the grid their rounding was learned on)"
-RANGE_CLIP_FRACTIONS = (1e-5, 1e-4, 1e-3, 1e-2)  # of a tensor's values a range may clip at either end
-RANGE_VALUES_PER_INPUT = 2048  # of each tensor's values per calibration input, drawn (seeded) to choose its range
-CALIBRATION = ("per-tensor ranges by least int8 round-trip error over the calibration inputs (each end at the "
-               f"extreme or clipping {', '.join(f'{f:g}' for f in RANGE_CLIP_FRACTIONS)} of the values)")
 
 
 class Int8Quantizer:
@@ -90,7 +85,16 @@ class Int8Quantizer:
 
     def clipped_ranges(self, calibrated: dict) -> dict:
         """`calibrated` (the quantizer's QSVs) with each float activation's min/max chosen by
-        least int8 round-trip error over all calibration inputs (see the module's docstring)."""
+        converters/activation_ranges.py over all calibration inputs."""
+        ranges = dict(calibrated)
+        for name, (low, high) in least_error_ranges(self._every_activation(set(calibrated))).items():
+            qsv = calibrated[name]
+            ranges[name] = {**qsv, "min": np.full_like(np.asarray(qsv["min"], np.float32), low),
+                            "max": np.full_like(np.asarray(qsv["max"], np.float32), high)}
+        return ranges
+
+    def _every_activation(self, names: set[str]):
+        """Per calibration input: (the input, {name: values}) of the float activations in `names`."""
         from ai_edge_litert.interpreter import Interpreter
 
         with warnings.catch_warnings():  # "for debugging purposes only": it is what reading every tensor takes
@@ -98,28 +102,13 @@ class Int8Quantizer:
             interpreter = Interpreter(model_content=self.float_model, experimental_preserve_all_tensors=True)
         interpreter.allocate_tensors()
         source = interpreter.get_input_details()[0]["index"]
-        tensors = [t for t in self.interpreter.get_tensor_details() if t["name"] in calibrated
+        tensors = [t for t in self.interpreter.get_tensor_details() if t["name"] in names
                    and t["dtype"] == np.float32 and not self._is_constant(t["index"])]
-        drawn: dict[str, list[np.ndarray]] = {t["name"]: [] for t in tensors}
-        extremes: dict[str, tuple[float, float]] = {}
         for x in self.calibration:
             feed = self._feed(x)[self.input_name]
-            rng = np.random.default_rng(zlib.crc32(feed.tobytes()))  # an input's draw does not depend on its place
             interpreter.set_tensor(source, feed)
             interpreter.invoke()
-            for t in tensors:
-                values = interpreter.get_tensor(t["index"]).ravel()
-                low, high = extremes.get(t["name"], (np.inf, -np.inf))
-                extremes[t["name"]] = min(low, float(values.min())), max(high, float(values.max()))
-                drawn[t["name"]].append(values if values.size <= RANGE_VALUES_PER_INPUT
-                                        else values[rng.integers(0, values.size, RANGE_VALUES_PER_INPUT)])
-        ranges = dict(calibrated)
-        for name, (low, high) in extremes.items():
-            low, high = least_error_range(np.concatenate(drawn[name]), low, high)
-            qsv = calibrated[name]
-            ranges[name] = {**qsv, "min": np.full_like(np.asarray(qsv["min"], np.float32), low),
-                            "max": np.full_like(np.asarray(qsv["max"], np.float32), high)}
-        return ranges
+            yield feed, {t["name"]: interpreter.get_tensor(t["index"]) for t in tensors}
 
     def _feed(self, x: np.ndarray) -> dict:
         return {self.input_name: x if np.issubdtype(x.dtype, np.integer) else x.astype(np.float32)}
@@ -274,22 +263,6 @@ class Int8Quantizer:
             return by_position
         letters = re.sub(r"[^A-Za-z0-9]", "", output)
         return next((k for k in keys if re.sub(r"[^A-Za-z0-9]", "", k) == letters), keys[0])
-
-
-def least_error_range(values: np.ndarray, low: float, high: float) -> tuple[float, float]:
-    """The (min, max) of an int8 activation range over `values` (extremes `low`, `high`) with the
-    least mean squared round-trip error: each end at its extreme or clipping RANGE_CLIP_FRACTIONS
-    of the values; the range always holds 0, as an int8 zero point needs."""
-    lows = [min(float(v), 0.0) for v in (low, *np.quantile(values, RANGE_CLIP_FRACTIONS))]
-    highs = [max(float(v), 0.0) for v in (high, *np.quantile(values, [1 - f for f in RANGE_CLIP_FRACTIONS]))]
-    return min(((a, b) for a in lows for b in highs), key=lambda ab: _int8_error(values, *ab))
-
-
-def _int8_error(values: np.ndarray, low: float, high: float) -> float:
-    scale = (high - low) / 255 or 1.0
-    zero = np.round(-low / scale)
-    restored = (np.clip(np.round(values / scale) + zero, 0, 255) - zero) * scale
-    return float(np.mean((restored - values) ** 2))
 
 
 def _run(interpreter, feeds: list[np.ndarray], position: int) -> list[np.ndarray]:

@@ -83,7 +83,7 @@ class Variant:
 
     @property
     def int8_options(self) -> dict:
-        return {"method": "minmax", "fallback": "float", "rounding": "nearest", "rounding_iterations": 1000,
+        return {"method": "mse", "fallback": "float", "rounding": "nearest", "rounding_iterations": 1000,
                 **self.recipe.get("int8", {})}
 
 

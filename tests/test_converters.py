@@ -85,6 +85,27 @@ def test_output_heads_are_the_ops_that_write_the_outputs(chain):
     assert set(heads) <= {n.name for n in graph.node}
 
 
+def test_onnx_int8_activation_ranges_are_the_least_error_ones_unless_a_calibrator_is_named(chain):
+    import onnx
+    from onnx import numpy_helper
+
+    from posezoo.converters.activation_ranges import least_error_ranges
+    from posezoo.converters.onnx_int8 import every_activation
+
+    chosen = least_error_ranges(every_activation(chain["onnx"], chain["feeds"]))
+    scales = {}
+    for method in ("mse", "minmax"):
+        graph = onnx.load(str(onnx_to_int8(chain["onnx"], chain["out"] / f"{method}.onnx", chain["feeds"], method))).graph
+        constants = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+        scales[method] = {n.input[0]: float(constants[n.input[1]]) for n in graph.node
+                          if n.op_type == "QuantizeLinear" and n.input[0] in chosen}
+    assert len(scales["mse"]) > 3
+    for name, scale in scales["mse"].items():
+        low, high = chosen[name]
+        assert scale == pytest.approx((high - low) / 255, rel=1e-5), name
+    assert any(scales["minmax"][n] > scales["mse"][n] * 1.01 for n in scales["mse"])  # some tail was clipped
+
+
 def test_tflite_int8_is_integer_kernels_with_float_io_named_like_onnx(chain):
     """Integer kernels inside, float32 input and output (LiteRT.js cannot feed an int8 input)."""
     calib = [f["image"] for f in chain["feeds"]]
