@@ -389,6 +389,8 @@ def _build_converted(variant, original: ResolvedFile, opts: BuildOptions, out_di
         for (fmt, precision), path in sorted(candidates.items(), key=lambda kv: (order.index(kv[0][0]),
                                                                                  PRECISIONS.index(kv[0][1]))):
             formats.get(fmt).embed(path, essentials(model, precision))
+            info = dict(extra.get((fmt, precision), {}))
+            missed = info.pop("reason", None)  # an INT8 target (share, size, latency) missed: judged all the same
             try:
                 if precision == "int8":
                     report, judged = int8.judge(path, variant.thresholds["int8"], noise)
@@ -399,23 +401,24 @@ def _build_converted(variant, original: ResolvedFile, opts: BuildOptions, out_di
                 log(f"[{variant.id}] {fmt}/{precision}: FAIL, {reason}")
                 path.unlink()
                 failures.append(f"{variant.id} {fmt}/{precision}: {reason}")
-                model["rejected"].append({"format": fmt, "precision": precision, "reason": reason,
-                                          **extra.get((fmt, precision), {})})
+                model["rejected"].append({"format": fmt, "precision": precision, "reason": reason, **info})
                 continue
             log(f"[{variant.id}] {fmt}/{precision}: {_verdict(report)}" + (
                 f"; by data set {judged['by_source']}; robustness set pck@0.05 {judged['robustness']['pck@0.05']:.3f} "
                 f"{judged['robustness']['by_transform']}" if judged else ""))
             parity_entry = {**_parity_entry(report, opts, REFERENCE_RUNTIME[recipe["original_format"]]), **judged}
-            if report.passed:
-                model["artifacts"].append(_artifact_entry(out_dir, path, fmt, precision, parity_entry,
-                                                          extra.get((fmt, precision), {}), spec))
+            if report.passed and not missed:
+                model["artifacts"].append(_artifact_entry(out_dir, path, fmt, precision, parity_entry, info, spec))
             else:
                 path.unlink()
-                failures.append(f"{variant.id} {fmt}/{precision}: " + "; ".join(report.failures)
+                gate = None if report.passed else "parity gate failed"
+                problems = ([missed] if missed else []) + report.failures
+                failures.append(f"{variant.id} {fmt}/{precision}: " + "; ".join(problems)
                                 + (f" [original's own XNNPACK vs reference kernels: rel_err "
                                    f"{max(noise.values()):.2g}]" if noise else ""))
-                model["rejected"].append({"format": fmt, "precision": precision, "reason": "parity gate failed",
-                                          "parity": parity_entry, **extra.get((fmt, precision), {})})
+                model["rejected"].append({"format": fmt, "precision": precision,
+                                          "reason": "; ".join(r for r in (missed, gate) if r),
+                                          "parity": parity_entry, **info})
         for (fmt, precision), info in extra.items():
             if (fmt, precision) not in candidates:
                 reason = info.pop("reason", "the INT8 search found no plan within the int8 weight share that passes "
@@ -559,11 +562,11 @@ def search_reading(bench: parity.ParityBench, report: parity.ParityReport, thres
 
 def _record_int8(candidates, extra, fmt: str, built: formats.Int8Build, log, model_id, feed: np.ndarray,
                  publisher: Path | None = None) -> None:
-    """Note a format's INT8 search in `extra` and its file in `candidates` when it may be published:
-    one whose search found no passing plan, that holds less than MIN_INT8_WEIGHT_SHARE of its weight
-    bytes as int8, or that misses its size or latency target (converters/int8_targets.py; latency
-    timed on `feed`, beside `publisher`'s TFLite where given) is not an INT8 model and is left out
-    (rejected with its numbers)."""
+    """Note a format's INT8 search in `extra` and, where it found a plan, its file in `candidates`. A
+    file holding less than MIN_INT8_WEIGHT_SHARE of its weight bytes as int8, or missing its size or
+    latency target (converters/int8_targets.py; latency timed on `feed`, beside `publisher`'s TFLite
+    where given), is not an INT8 model: `reason` in `extra` says why, and it is judged on the people
+    all the same, then rejected with its numbers."""
     info = {"quantization": {"weights": built.weights, "activations": built.activations,
                              "fallback": built.fallback, "rounding": built.rounding,
                              "calibration": built.calibration, "calibration_people": "calibration",
@@ -590,10 +593,8 @@ def _record_int8(candidates, extra, fmt: str, built: formats.Int8Build, log, mod
             + (f", {latency['vs_publisher']:.2f}x the publisher's" if publisher else "")
             + ("" if latency["judged"] else " (not judged: this CPU has no int8 dot-product instructions, so "
                                             "XNNPACK's int8 kernels are no faster than float here)"))
-    if reason:
+    if reason:  # not published, but judged on the gate people like any other, so its rejection has every number
         info["reason"] = reason
-        Path(built.path).unlink(missing_ok=True)
-        return
     candidates[fmt, "int8"] = built.path
 
 

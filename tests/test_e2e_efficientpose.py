@@ -97,3 +97,23 @@ def test_int8_plan_is_recorded_and_a_rebuild_reproduces_it_byte_for_byte(zoo, sh
     for fmt, art in first.items():
         assert again[fmt]["sha256"] == art["sha256"], fmt
         assert again[fmt]["quantization"]["plan"] == art["quantization"]["plan"]
+
+
+def test_an_int8_file_missing_a_target_is_judged_all_the_same_and_rejected_with_its_numbers(shared, tmp_path,
+                                                                                           monkeypatch):
+    """Size targets no file can meet: the TFLite INT8 file is still judged on the gate people and
+    their robustness set, so its rejection says how it would have fared."""
+    from posezoo.converters import int8_targets
+
+    monkeypatch.setattr(int8_targets, "SIZE_TARGET", 0.01)
+    monkeypatch.setattr(int8_targets, "SMALL_SIZE_TARGET", 0.01)
+    code = main(["build", "efficientpose-rt-lite", "--formats", "tflite", "--precisions", "fp32,int8",
+                 "--max-samples", "6", "--out", str(tmp_path), "--calibration-images", str(shared / "images"),
+                 "--mirror", str(shared / "checkpoints"), "--offline"])
+    (model,) = read_manifest(tmp_path / "manifest.json")["models"]
+    (rejected,) = model["rejected"]
+    assert code == 1 and [a["precision"] for a in model["artifacts"]] == ["fp32"]
+    assert "an INT8 file is at most 0.01x" in rejected["reason"]
+    assert rejected["parity"]["people"] == "gate" and 0 < rejected["parity"]["pck@0.05"] <= 1
+    assert "robustness" in rejected["parity"] and rejected["quantization"]["size"]["target"] == 0.01
+    assert not list(tmp_path.glob("*/*int8*"))  # no file left behind
