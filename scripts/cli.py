@@ -4,7 +4,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -247,7 +249,22 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _stop(signum, frame):
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """A stop (SIGTERM: `kill`, a job scheduler, a CI timeout) unwinds like Ctrl-C, so a build's
+    work folder and half-written files are removed on the way out."""
+    previous = signal.signal(signal.SIGTERM, _stop) if threading.current_thread() is threading.main_thread() else None
+    try:
+        return _run(argv)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run(argv: list[str] | None) -> int:
     args = parser().parse_args(argv)
     quiet.configure(args.verbose)
     from posezoo.converters.onnx_to_tflite import ConversionError

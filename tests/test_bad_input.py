@@ -299,3 +299,27 @@ def test_the_server_stays_inside_the_folder_and_isolates_the_page(web, built, im
         assert b"Cross-Origin-Opener-Policy: same-origin" in answer
         assert b"Cross-Origin-Embedder-Policy: require-corp" in answer
         assert b"Location: /site/index.html" in _get(port, b"/")
+
+
+def test_a_stopped_command_unwinds_and_leaves_no_work_folder(tmp_path, monkeypatch):
+    """SIGTERM (kill, a scheduler, a CI timeout) exits like Ctrl-C: with-blocks close, so a build's
+    temporary work folder goes; the previous handler is back afterwards."""
+    import os
+    import signal
+    import tempfile
+    import time
+
+    from posezoo.scripts import cli
+
+    def stopped_midway(args):
+        with tempfile.TemporaryDirectory(dir=tmp_path):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(30)
+        return 0
+
+    monkeypatch.setattr(cli, "cmd_verify", stopped_midway)
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["verify", str(tmp_path / "manifest.json")])
+    assert stop.value.code == 128 + signal.SIGTERM and list(tmp_path.iterdir()) == []
+    assert signal.getsignal(signal.SIGTERM) is before
