@@ -19,12 +19,12 @@ fused kernels. Phones (Arm) and VNNI CPUs do not saturate, but a file must hold 
 
 Calibrated once on real preprocessed inputs (`onnx_to_int8`: activation ranges by
 converters/activation_ranges.py unless the recipe names one of onnxruntime's calibrators; the
-output heads stay float, see `output_head_nodes`). Every other quantized tensor is a knob: a weight (its int8 initializer and
-DequantizeLinear) or an activation (its QuantizeLinear/DequantizeLinear pair). A plan keeps some
-knobs float by editing that one QDQ graph (`with_float`): a float weight is the FP32 model's own
-tensor, a float activation skips its Q/DQ pair, an int16 activation (the a16w8 fallback) gets a
-16-bit pair over the same calibrated range; nothing is re-calibrated, so a plan and the
-calibration give the same bytes every time.
+output heads stay float, see `output_head_nodes`). Every other quantized tensor is a knob: a
+weight (its int8 initializer and DequantizeLinear) or an activation (its QuantizeLinear/
+DequantizeLinear pair). A plan keeps some knobs float by editing that one QDQ graph
+(`with_float`): a float weight is the FP32 model's own tensor, a float activation skips its Q/DQ
+pair, an int16 activation (the a16w8 fallback) gets a 16-bit pair over the same calibrated range;
+nothing is re-calibrated, so a plan and the calibration give the same bytes every time.
 """
 from __future__ import annotations
 

@@ -81,9 +81,10 @@ class Int8Quantizer:
         calibrating = quantizer.Quantizer(self.float_model)
         calibrating.load_quantization_recipe(recipe.static_wi8_ai8())
         with _quiet_progress():
-            self.ranges = self.clipped_ranges(calibrating.calibrate({self.signature: [self._feed(x) for x in calibration]}))
+            calibrated = calibrating.calibrate({self.signature: [self._feed(x) for x in calibration]})
+        self.ranges = self._clipped_ranges(calibrated)
 
-    def clipped_ranges(self, calibrated: dict) -> dict:
+    def _clipped_ranges(self, calibrated: dict) -> dict:
         """`calibrated` (the quantizer's QSVs) with each float activation's min/max chosen by
         converters/activation_ranges.py over all calibration inputs."""
         ranges = dict(calibrated)

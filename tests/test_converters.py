@@ -160,7 +160,8 @@ def test_tflite_activation_ranges_do_not_depend_on_the_order_of_the_calibration_
     """The quantizer's own calibration (a moving average of each input's min/max) weighs the last
     inputs most; ours reads them all alike."""
     calib = [f["image"] for f in chain["feeds"]]
-    forward, backward = (Int8Quantizer(chain["tflite"].saved_model, c, ["Identity"]).ranges for c in (calib, calib[::-1]))
+    forward, backward = (Int8Quantizer(chain["tflite"].saved_model, inputs, ["Identity"]).ranges
+                         for inputs in (calib, calib[::-1]))
     activations = [n for n in forward if "min" in forward[n] and np.asarray(forward[n]["min"]).size == 1]
     assert len(activations) > 3
     for name in activations:
