@@ -216,11 +216,14 @@ def parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_verify)
 
     from posezoo.scripts import bench, evaluate, serve, site
+    from posezoo.scripts.bench import ops
 
     # Commands with a module of their own: (name, module with add_arguments/run, help, takes --mirror etc.)
     for name, module, text, with_sources in (
             ("bench", bench, "latency, peak memory and size of every artifact, side by side with the publishers' "
                              "own files", False),
+            ("bench-ops", ops, "where the time of TFLite files goes, op by op, side by side (an INT8 file beside its "
+                               "FP32 twin): each op timed alone on LiteRT's XNNPACK, 1 thread", False),
             ("eval", evaluate, "accuracy of every artifact (and the original) on annotated people: COCO OKS AP or "
                                "MPII PCKh; writes DIR/eval/<annotations>.json", True),
             ("site", site, "the zoo as a static site in DIR/site/: the table, a page per model (card, pictures, "

@@ -37,7 +37,8 @@ file's size (0.40x where that file is under 3 MB); here reported, never asserted
 The parts, one job each: `targets.py` (what to time), `runner.py` (one file in its runtime),
 `worker.py` (the child process and its protocol), `measure.py` (the round-robin timing),
 `rows.py` (statistics, ratios, INT8 targets), `table.py` (the text table), `web.py` (`--web`),
-`cli.py` (arguments and the run); `__main__.py` starts the command or a worker.
+`cli.py` (arguments and the run); `__main__.py` starts the command or a worker. `ops.py` is
+`posezoo bench-ops`: one TFLite file's ops timed one by one (where an INT8 file's time goes).
 """
 from posezoo.scripts.bench.cli import add_arguments, main, run
 
