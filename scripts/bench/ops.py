@@ -4,13 +4,13 @@ side by side (an INT8 file beside its FP32 twin), on LiteRT's default kernels (X
 Why: a file's total latency says whether an INT8 file is faster than its FP32 twin, not why it is
 not. XNNPACK's int8 kernels are not faster than its float ones for every op on every CPU (issue
 14: on this project's AVX-512-VNNI build machine BlazePose Lite's all-int8 file runs in 1.0x its
-FP32 file's time; this table shows its depthwise convolutions slower in int8, its 1x1
-convolutions and additions two to five times faster, and the float segmentation head the same).
+FP32 file's time; this table shows its depthwise convolutions 1.2-1.9x slower in int8, its 1x1
+convolutions and additions about three times faster, and its float segmentation head the same).
 
 How: every op of the file's main graph becomes a file of its own, holding that op alone with its
 own weights and quantization (the file's flatbuffer with every other op removed; its non-constant
 inputs become that file's inputs, fed deterministic values of their dtype, runner.make_input).
-Each is timed alone: median of `--runs` inferences after `--warmup`. Ops are summed by kind (op
+Each is timed alone: median of `--runs` inferences after `--warmup`, inputs set once before. Ops are summed by kind (op
 type, kernel, input channels -> output channels, output size), which lines the files up where
 their ops match (an INT8 file's QUANTIZE/DEQUANTIZE ops are rows of their own). An op of
 constants alone (DEQUANTIZE of a weight: a float op on int8 or float16 weights) is listed at 0 ms,
@@ -81,12 +81,12 @@ def whole_files_ms(paths: list[Path], runs: int, warmup: int) -> list[float]:
     per repetition, as `posezoo bench` does), so machine noise hits them alike."""
     from posezoo.runtime import TFLiteRuntime
 
-    loaded = [(runtime, _feeds(runtime)) for runtime in (TFLiteRuntime(path, 1) for path in paths)]
+    loaded = [_loaded(TFLiteRuntime(path, 1)) for path in paths]
     times: list[list[float]] = [[] for _ in loaded]
     for repetition in range(warmup + runs):
-        for k, (runtime, feeds) in enumerate(loaded):
+        for k, interpreter in enumerate(loaded):
             start = time.perf_counter()
-            runtime.invoke(feeds)
+            interpreter.invoke()
             if repetition >= warmup:
                 times[k].append((time.perf_counter() - start) * 1e3)
     return [statistics.median(t) for t in times]
@@ -168,20 +168,22 @@ def _kind(model, op) -> str:
 def _median_ms(path: Path, runs: int, warmup: int) -> float:
     from posezoo.runtime import TFLiteRuntime
 
-    runtime = TFLiteRuntime(path, 1)
-    feeds = _feeds(runtime)
+    interpreter = _loaded(TFLiteRuntime(path, 1))
     for _ in range(warmup):
-        runtime.invoke(feeds)
+        interpreter.invoke()
     times = []
     for _ in range(runs):
         start = time.perf_counter()
-        runtime.invoke(feeds)
+        interpreter.invoke()
         times.append((time.perf_counter() - start) * 1e3)
     return statistics.median(times)
 
 
-def _feeds(runtime) -> dict[str, np.ndarray]:
-    return {d["name"]: make_input(d["shape"], d["dtype"]) for d in runtime.inputs}
+def _loaded(runtime):
+    """The runtime's interpreter with its inputs set once: what is timed is the ops' work alone, not
+    copying their inputs in (a 256x256x8 float input is 2 MB, four times its int8 twin)."""
+    runtime.invoke({d["name"]: make_input(d["shape"], d["dtype"]) for d in runtime.inputs})
+    return runtime.interpreter
 
 
 def by_kind(timing: dict) -> dict[str, tuple[int, float]]:
