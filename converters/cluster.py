@@ -23,6 +23,7 @@ from pathlib import Path
 from posezoo.errors import PosezooError
 
 from . import quiet
+from .sources import default_cache_dir
 
 RETRIES = 3  # times Ray re-runs a task whose worker process or node died
 LOCAL = "local"  # --ray without an address: Ray's own name for "start a local instance"
@@ -200,7 +201,8 @@ def run_build_jobs(ray, build_variant, inputs, stagings: list[Path], opts, cpus_
     photos = ray.put((Path(opts.calibration_images).resolve().name, pack_folder(opts.calibration_images)))
     task = ray.remote(num_cpus=cpus_per_task, max_retries=RETRIES, retry_exceptions=False)(_build_on_worker)
     driver = toolchain()
-    worker_opts = replace(opts, log=print, progress=False, calibration_images=None, jobs=1)
+    # the driver's cache folder is not a worker's: a worker keeps learned rounding in its own default cache
+    worker_opts = replace(opts, log=print, progress=False, calibration_images=None, jobs=1, cache_dir=None)
     submitted = time.time()
     pending = {task.remote(build_variant, driver, quiet.verbose(), variant, original and Shipped.of(original),
                            {key: Shipped.of(file) for key, file in vendor.items()}, photos, worker_opts): k
@@ -244,7 +246,8 @@ def _build_on_worker(build_variant, driver: dict, verbose: bool, variant, origin
         resolved = original.land(inputs) if original else None
         landed = {key: shipped.land(_folder(inputs / f"{key[0]}-{key[1]}")) for key, shipped in vendor.items()}
         staging = _folder(tmp / "staging")
-        result = build_variant(variant, resolved, replace(opts, calibration_images=images), staging, landed)
+        here = replace(opts, calibration_images=images, cache_dir=default_cache_dir())
+        result = build_variant(variant, resolved, here, staging, landed)
         return result, pack_folder(staging)
 
 

@@ -49,6 +49,7 @@ class Conversion:
     int8: dict  # the recipe's INT8 options: the ONNX calibration method, the fallback precision
     decoder_output: str  # the output the keypoints are decoded from (what sensitivity is measured on)
     log: Callable[[str], None] = print
+    cache: Path | None = None  # the content-addressed cache: results that take long to make are kept there
     state: dict = field(default_factory=dict)  # a format's own intermediate results (onnx2tf's SavedModel)
 
 
@@ -139,7 +140,7 @@ def _int8_start(c: Conversion) -> tuple[Path, dict]:
             c.log(f"[{c.model_id}] learned weight rounding (AdaRound, {c.int8['rounding_iterations']} steps per layer)")
             rounded = c.work / f"{c.model_id}_rounded.onnx"
             c.state["int8_start"] = rounded, adaround(c.fp32_onnx, rounded, c.feeds[:c.people],
-                                                        c.int8["rounding_iterations"])
+                                                        c.int8["rounding_iterations"], c.cache)
         else:
             c.state["int8_start"] = c.fp32_onnx, {"method": "nearest"}
     return c.state["int8_start"]

@@ -16,10 +16,16 @@ keeps its weights in 7 bits (converters/onnx_int8.py), so onnxruntime rounds the
 again onto max|w| / 64: the ONNX file gains less from the learned rounding than the TFLite one.
 aimet's scale adjustments for Qualcomm's HTP accumulators are turned off for that reason (our
 runtimes derive the bias from the weight grid themselves).
+
+Learning takes long (about 40 minutes for BlazePose Lite, hours for Full and Heavy on two cores)
+and gives the same file every time, so a build keeps the result in its content-addressed cache
+under a key of everything the result depends on (`cache_key`): a rebuild after a change further
+down the line (the INT8 search, the gates) reuses it instead of learning again.
 """
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import logging
@@ -33,6 +39,7 @@ import numpy as np
 
 from . import quiet
 from .fileio import atomic_path
+from .sources import sha256_of
 
 AIMET_CONFIG = {  # per-channel, strict symmetric int8 weights: the grid onnxruntime and ai-edge-quantizer use
     "defaults": {"ops": {"is_output_quantized": "True"},
@@ -43,14 +50,60 @@ AIMET_CONFIG = {  # per-channel, strict symmetric int8 weights: the grid onnxrun
 }
 
 
-def adaround(fp32_onnx: Path, out: Path, feeds: list[dict[str, np.ndarray]], iterations: int) -> dict:
+def adaround(fp32_onnx: Path, out: Path, feeds: list[dict[str, np.ndarray]], iterations: int,
+             cache: Path | None = None) -> dict:
     """Write `out`: the model of `fp32_onnx` with its weights rounded by AdaRound on `feeds`
-    (`iterations` optimizer steps per layer). Returns the manifest's record of what was done."""
+    (`iterations` optimizer steps per layer). Returns the manifest's record of what was done.
+    `cache`: the content-addressed cache folder where the result is kept and looked up
+    (`from_cache` in the record says it was reused)."""
+    if not feeds:
+        raise ValueError("learned rounding needs at least one calibration input")
+    entry = Path(cache) / "adaround" / (key := cache_key(fp32_onnx, feeds, iterations))[:2] / key if cache else None
+    if entry is not None and (record := _reuse(entry, out)) is not None:
+        return record
+    record = _learn(fp32_onnx, out, feeds, iterations)
+    if entry is not None:
+        with atomic_path(entry / "rounded.onnx") as tmp:
+            tmp.write_bytes(Path(out).read_bytes())
+        with atomic_path(entry / "record.json") as tmp:  # written last: an entry with it is complete
+            tmp.write_text(json.dumps({**record, "onnx_sha256": sha256_of(out)}, indent=1))
+    return record
+
+
+def cache_key(fp32_onnx: Path, feeds: list[dict[str, np.ndarray]], iterations: int) -> str:
+    """sha256 of what the learned weights depend on: the FP32 model's bytes, every input (names,
+    dtypes, shapes, values, in order: AdaRound draws its batches from them), the steps, aimet's
+    configuration, the versions of the libraries that learn and this module's own code."""
+    h = hashlib.sha256(Path(fp32_onnx).read_bytes())
+    for feed in feeds:
+        for name in sorted(feed):
+            x = np.ascontiguousarray(feed[name])
+            h.update(f"{name} {x.dtype.str} {x.shape}".encode())
+            h.update(x.tobytes())
+    libraries = {lib: version(lib) for lib in ("aimet-onnx", "torch", "onnx", "onnxruntime", "numpy")}
+    h.update(json.dumps([iterations, AIMET_CONFIG, libraries], sort_keys=True).encode())
+    h.update(Path(__file__).read_bytes())
+    return h.hexdigest()
+
+
+def _reuse(entry: Path, out: Path) -> dict | None:
+    """The record of a complete cache entry whose file is intact, after copying that file to `out`;
+    None where there is none (or it was damaged: then it is learned again and replaced)."""
+    try:
+        record = json.loads((entry / "record.json").read_text())
+        if sha256_of(entry / "rounded.onnx") != record.pop("onnx_sha256"):
+            return None
+    except (OSError, ValueError, KeyError):
+        return None
+    with atomic_path(out) as tmp:
+        tmp.write_bytes((entry / "rounded.onnx").read_bytes())
+    return {**record, "from_cache": True}
+
+
+def _learn(fp32_onnx: Path, out: Path, feeds: list[dict[str, np.ndarray]], iterations: int) -> dict:
     import onnx
     from onnx import numpy_helper
 
-    if not feeds:
-        raise ValueError("learned rounding needs at least one calibration input")
     start = time.monotonic()
     model = onnx.load(str(fp32_onnx))
     with tempfile.TemporaryDirectory(prefix="posezoo-adaround-") as work, _quiet_aimet():

@@ -58,6 +58,7 @@ class BuildOptions:
     int8_fallback: str | None = None  # precision of the tensors an INT8 plan raises (default: the recipe's)
     ray: str | None = None  # build on Ray: cluster.LOCAL (a local instance) or a cluster's address (converters/cluster.py)
     ray_cpus: float = 1.0  # CPUs Ray reserves per model's task
+    cache_dir: Path | None = None  # content-addressed cache: also keeps learned weight rounding (learned_rounding.py)
 
 
 @dataclass
@@ -365,7 +366,7 @@ def _build_converted(variant, original: ResolvedFile, opts: BuildOptions, out_di
         people = len(int8.search.samples) if int8 else len(samples)
         conversion = Conversion(variant.id, fp32_onnx, work, out_dir, opts.precisions, spec,
                                 [s.rgb for s in calibrating], [{spec["name"]: s.tensor} for s in calibrating], people,
-                                int8_options(variant, opts), recipe["decoder"]["output"], log)
+                                int8_options(variant, opts), recipe["decoder"]["output"], log, opts.cache_dir)
         for fmt in opts.formats:
             for precision, path in formats.get(fmt).convert(conversion).items():
                 candidates[fmt, precision] = path

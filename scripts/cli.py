@@ -103,12 +103,13 @@ def cmd_build(args) -> int:
         raise UsageError("pass --calibration-images DIR (real photos of people, optionally with COCO-format "
                          "annotations) or set POSEZOO_CALIBRATION_IMAGES")
     log = (lambda msg: print(msg, file=sys.stderr)) if args.json else print
+    resolver = _resolver(args)
     opts = BuildOptions(out=Path(args.out), calibration_images=Path(args.calibration_images), formats=args.formats,
                         precisions=args.precisions, checkpoint=args.checkpoint, max_samples=args.max_samples,
                         log=log, progress=not args.json, jobs=args.jobs, force=args.force,
                         keep_going=args.keep_going, int8_fallback=args.int8_fallback, ray=args.ray,
-                        ray_cpus=args.ray_cpus)
-    summary = build(variants, opts, _resolver(args))
+                        ray_cpus=args.ray_cpus, cache_dir=resolver.cache_dir)
+    summary = build(variants, opts, resolver)
     if args.json:
         print(json.dumps(summary.to_dict(), indent=2))
     else:

@@ -43,7 +43,7 @@ def test_build_gates_every_artifact_and_publishes_int8_only_when_it_is_real(buil
     alone, and every other output must stay within 1e-4. An INT8 file is published only when it
     holds >= 90 % of its weight bytes in int8 and passes on the gate people and their robustness
     set; otherwise it is listed under `rejected` with its plan and numbers."""
-    out, _, code = built
+    out, cache, code = built
     manifest = read_manifest(out / "manifest.json")
     (model,) = manifest["models"]
     arts = {(a["format"], a["precision"]): a for a in model["artifacts"]}
@@ -78,6 +78,7 @@ def test_build_gates_every_artifact_and_publishes_int8_only_when_it_is_real(buil
     assert all(e["quantization"]["rounding"] == {**e["quantization"]["rounding"], "method": "adaround",
                                                    "iterations": ADAROUND_STEPS_IN_CI}
                for e in [*arts.values(), *rejected.values()] if e["precision"] == "int8")
+    assert len(list((cache / "adaround").glob("*/*/record.json"))) == 1  # learned once, kept for a rebuild
     assert model["source"]["sha256"] == "f17bfbecadb61c3be1baa8b8d851cc6619c870a87167b32848ad20db306b9d61"
     assert arts["onnx", "fp16"]["verified_with"]["onnxruntime"] == "1.32.0"
 

@@ -79,3 +79,34 @@ def test_learned_rounding_is_the_same_every_time(rounded, tmp_path):
     fp32, path, feeds, _ = rounded
     adaround(fp32, tmp_path / "again.onnx", feeds, iterations=200)
     assert (tmp_path / "again.onnx").read_bytes() == path.read_bytes()
+
+
+def test_a_rebuild_reuses_the_learned_weights_from_the_cache(tmp_path, monkeypatch):
+    """The same model, inputs and steps reuse the cached file (same bytes, not learned again); other
+    inputs or steps are another entry; a damaged entry is learned again and replaced."""
+    from posezoo.converters import learned_rounding
+
+    fp32 = tiny_onnx(tmp_path / "fp32.onnx")
+    rng = np.random.default_rng(3)
+    feeds = [{"x": np.kron(rng.uniform(-1, 1, (1, 3, 4, 4)), np.ones((1, 1, 4, 4))).astype(np.float32)}
+             for _ in range(4)]
+    learned = []
+    learn = learned_rounding._learn
+    monkeypatch.setattr(learned_rounding, "_learn", lambda *args: learned.append(args[3]) or learn(*args))
+    cache = tmp_path / "cache"
+
+    def rounded(name, inputs=feeds, iterations=20):
+        record = learned_rounding.adaround(fp32, tmp_path / name, inputs, iterations, cache)
+        return record, (tmp_path / name).read_bytes()
+
+    first, first_bytes = rounded("a.onnx")
+    again, again_bytes = rounded("b.onnx")
+    assert learned == [20] and again == {**first, "from_cache": True} and again_bytes == first_bytes
+    rounded("c.onnx", [{"x": f["x"] * 0.5} for f in feeds])
+    rounded("d.onnx", iterations=21)
+    assert learned == [20, 20, 21] and len(list((cache / "adaround").glob("*/*/record.json"))) == 3
+    key = learned_rounding.cache_key(fp32, feeds, 20)
+    (cache / "adaround" / key[:2] / key / "rounded.onnx").write_bytes(b"damaged")
+    relearned, relearned_bytes = rounded("e.onnx")
+    assert learned == [20, 20, 21, 20] and "from_cache" not in relearned and relearned_bytes == first_bytes
+    assert rounded("f.onnx")[0]["from_cache"] and learned == [20, 20, 21, 20]
