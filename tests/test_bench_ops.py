@@ -110,3 +110,10 @@ def test_cli_prints_the_table(tiny_tflite, capsys):
     assert main(["bench-ops", str(tiny_tflite), str(tiny_tflite), "--runs", "2", "--warmup", "0"]) == 0
     out = capsys.readouterr().out
     assert "the whole file" in out and "sum of the ops alone" in out and "DEPTHWISE_CONV_2D" in out
+
+
+def test_table_columns_fit_long_file_names():
+    timing = {"ops": [{"kind": "ADD 1x4", "type": "ADD", "ms": 1.0}], "file_ms": 1.0}
+    names = ["efficientpose-i-lite_fp32.tflite", "efficientpose-i-lite_int8.tflite"]
+    head, _, row, *_ = ops.format_table(names, [timing, timing], top=5).splitlines()
+    assert all(name in head for name in names) and len(row) == len(head)

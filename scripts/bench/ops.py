@@ -201,12 +201,13 @@ def format_table(names: list[str], timings: list[dict], top: int) -> str:
     kinds = [by_kind(t) for t in timings]
     every = sorted({k for ks in kinds for k in ks}, key=lambda k: -max(ks.get(k, (0, 0.0))[1] for ks in kinds))
     width = max([len(k) for k in every[:top]] + [24])
-    head = f"{'op kind':{width}s}" + "".join(f" | {n[:28]:>28s}" for n in names)
+    columns = [max(28, len(n)) for n in names]  # a cell is "N ops  MS ms"; a column is as wide as its file's name
+    head = f"{'op kind':{width}s}" + "".join(f" | {n:>{c}s}" for n, c in zip(names, columns))
     ratio = len(names) > 1
     lines = [head + (" | last/first" if ratio else ""), "-" * (len(head) + (13 if ratio else 0))]
 
     def row(label: str, values: list[tuple[int, float]]) -> str:
-        cells = "".join(f" | {f'{n} ops {ms:8.3f} ms' if n else '-':>28s}" for n, ms in values)
+        cells = "".join(f" | {f'{n} ops {ms:8.3f} ms' if n else '-':>{c}s}" for (n, ms), c in zip(values, columns))
         first, last = values[0][1], values[-1][1]
         return f"{label:{width}s}" + cells + (f" | {last / first:10.2f}" if ratio and first and last else "")
 
