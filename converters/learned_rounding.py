@@ -17,10 +17,11 @@ again onto max|w| / 64: the ONNX file gains less from the learned rounding than 
 aimet's scale adjustments for Qualcomm's HTP accumulators are turned off for that reason (our
 runtimes derive the bias from the weight grid themselves).
 
-Learning takes long (about 40 minutes for BlazePose Lite, hours for Full and Heavy on two cores)
-and gives the same file every time, so a build keeps the result in its content-addressed cache
-under a key of everything the result depends on (`cache_key`): a rebuild after a change further
-down the line (the INT8 search, the gates) reuses it instead of learning again.
+Learning takes long (19 minutes for BlazePose Lite on one core of the build machine, hours for Full
+and Heavy) and gives the same file every time, so a build keeps the result in its content-addressed
+cache under a key of everything the result depends on (`cache_key`, this module's code included): a
+rebuild after a change further down the line (the INT8 search, the gates) reuses it instead of
+learning again.
 """
 from __future__ import annotations
 
